@@ -1,0 +1,39 @@
+"""oauth_shield: accept OAuth 2.0 bearer tokens without getting burned.
+
+>>> from oauth_shield import TokenValidator                      # doctest: +SKIP
+>>> validator = TokenValidator(issuer="https://as.example.com",
+...                            audience="https://api.example.com")
+>>> token = await validator.validate(raw_token, scopes=["read"])
+"""
+
+from ._clock import Clock
+from ._errors import (
+    AuthError,
+    ConfigurationError,
+    InsufficientScopeError,
+    InvalidRequestError,
+    InvalidTokenError,
+    MissingTokenError,
+    Reason,
+    TemporarilyUnavailableError,
+    render_challenge,
+)
+from ._token import AccessToken
+from ._validator import TokenValidator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessToken",
+    "AuthError",
+    "Clock",
+    "ConfigurationError",
+    "InsufficientScopeError",
+    "InvalidRequestError",
+    "InvalidTokenError",
+    "MissingTokenError",
+    "Reason",
+    "TemporarilyUnavailableError",
+    "TokenValidator",
+    "render_challenge",
+]

@@ -1,0 +1,57 @@
+"""A bounded in-process map from token digest to a result, readable from any thread.
+
+Theory of operation: keys are SHA-256 digests, never tokens. Each entry carries the wall-clock
+deadline after which it must not be used; readers check it on every hit. Reads are a single
+``dict.get`` and take no lock (atomic under the GIL), which keeps the warm path of the sync
+facade in the caller's thread. Writes and evictions take a lock. When full, the oldest entry
+goes first (insertion order): an eviction policy that costs nothing on a hit.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[V]):
+    """``digest -> (value, deadline)`` with at most ``maxsize`` entries."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: dict[bytes, tuple[V, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes, now: float) -> V | None:
+        """The value stored for ``digest`` if its deadline has not passed."""
+        entry = self._entries.get(digest)
+        if entry is not None and now < entry[1]:
+            return entry[0]
+        return None
+
+    def put(self, digest: bytes, value: V, deadline: float) -> None:
+        if self.maxsize <= 0:
+            return
+        with self._lock:
+            entries = self._entries
+            entries.pop(digest, None)
+            while len(entries) >= self.maxsize:
+                del entries[next(iter(entries))]
+            entries[digest] = (value, deadline)
+
+    def discard(self, digest: bytes) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self) -> list[tuple[bytes, V]]:
+        """A copy of what is stored (for inspection and tests)."""
+        with self._lock:
+            return [(digest, value) for digest, (value, _) in self._entries.items()]

@@ -1,0 +1,161 @@
+"""Claim rules for JWT access tokens, and scopes (pure: the time is an argument).
+
+The default profile is RFC 9068: ``typ`` is ``at+jwt``; ``iss``, ``aud``, ``exp``, ``iat``,
+``sub``, ``client_id`` and ``jti`` are required. The ``"jwt"`` profile, for authorization
+servers that issue plain JWTs, accepts ``typ`` ``JWT`` or none and makes ``iat``, ``sub``,
+``client_id`` and ``jti`` optional; everything else stays as strict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from ._config import Settings
+from ._errors import ConfigurationError, InsufficientScopeError, InvalidTokenError, Reason
+from ._errors import is_scope_token as _is_scope_token
+from ._token import AccessToken
+
+#: The last second a datetime can hold (9999-12-31T23:59:59Z); a later ``exp`` is malformed.
+MAX_TIMESTAMP = 253402300799
+
+_AT_JWT = frozenset({"at+jwt", "application/at+jwt"})
+_PLAIN_JWT = _AT_JWT | {"jwt", "application/jwt"}
+_NUMBER = (int, float)
+_MISSING: Any = object()
+_NO_SCOPES: frozenset[str] = frozenset()
+#: Distinct scope requirements remembered; an application has a handful.
+_MAX_REQUIRED_MEMO = 1024
+_REQUIRED: dict[object, frozenset[str]] = {}
+_EMPTY_SCOPE = frozenset({""})
+
+
+def check_claims(
+    header: Mapping[str, Any],
+    claims: dict[str, Any],
+    settings: Settings,
+    now: float,
+    fingerprint: str,
+) -> AccessToken:
+    """Apply every claim rule; return the token or raise :class:`InvalidTokenError`.
+
+    Written as straight-line checks because it runs for every fresh token.
+    """
+    strict = settings.profile == "rfc9068"
+    typ = header.get("typ", _MISSING)
+    if not (_type_allowed(typ, strict) if typ is not _MISSING else not strict):
+        raise InvalidTokenError(Reason.WRONG_TYPE)
+    get = claims.get
+    if "cnf" in claims:  # sender-constrained (DPoP, mTLS): never usable as a bearer token
+        raise InvalidTokenError(Reason.KEY_BOUND)
+    if get("iss") != settings.issuer:
+        raise InvalidTokenError(_missing_or(claims, "iss", Reason.ISSUER_MISMATCH))
+    aud = get("aud")
+    if not (aud in settings.audience if type(aud) is str else _audience_matches(aud, settings)):
+        raise InvalidTokenError(Reason.AUDIENCE_MISMATCH)
+    leeway = settings.leeway
+    exp: Any = get("exp")
+    if type(exp) not in _NUMBER or not 0 <= exp <= MAX_TIMESTAMP:
+        raise InvalidTokenError(_missing_or(claims, "exp", Reason.INVALID_CLAIM))
+    if now >= exp + leeway:
+        raise InvalidTokenError(Reason.EXPIRED)
+    nbf = get("nbf", _MISSING)
+    if nbf is not _MISSING and _timestamp(nbf) > now + leeway:
+        raise InvalidTokenError(Reason.NOT_YET_VALID)
+    iat = get("iat", _MISSING)
+    if iat is _MISSING:
+        if strict:
+            raise InvalidTokenError(Reason.MISSING_CLAIM)
+    elif _timestamp(iat) > now + leeway:
+        raise InvalidTokenError(Reason.ISSUED_IN_FUTURE)
+    subject = get("sub", _MISSING)
+    client_id = get("client_id", _MISSING)
+    for value in (subject, client_id, get("jti", _MISSING)):
+        if value is _MISSING:
+            if strict:
+                raise InvalidTokenError(Reason.MISSING_CLAIM)
+        elif type(value) is not str or not value:
+            raise InvalidTokenError(Reason.INVALID_CLAIM)
+    return AccessToken(
+        None if subject is _MISSING else subject,
+        None if client_id is _MISSING else client_id,
+        parse_scope(get("scope", _MISSING)),
+        datetime.fromtimestamp(exp, UTC),
+        MappingProxyType(claims),
+        fingerprint,
+    )
+
+
+def parse_scope(value: object = _MISSING) -> frozenset[str]:
+    """The scopes of a ``scope`` claim: a space-separated string (RFC 6749 §3.3, RFC 9068 §2.2.3).
+
+    Called without a value when the claim is absent.
+    """
+    if value is _MISSING:
+        return _NO_SCOPES
+    if type(value) is not str:
+        raise InvalidTokenError(Reason.INVALID_CLAIM)
+    scopes = frozenset(value.split(" "))
+    return scopes - _EMPTY_SCOPE if "" in scopes else scopes
+
+
+def required_scopes(scopes: Iterable[str] | str | None) -> frozenset[str]:
+    """Normalise what a caller requires: ``None``, ``"a b"`` or an iterable of scope tokens.
+
+    A string is split on spaces rather than iterated, so ``"read"`` never means
+    ``{"r", "e", "a", "d"}``. Illegal scope tokens are a programming error. Routes ask for the
+    same few sets again and again, so results are memoised.
+    """
+    if scopes is None:
+        return _NO_SCOPES
+    key = tuple(scopes) if type(scopes) is list else scopes
+    try:
+        return _REQUIRED[key]
+    except (KeyError, TypeError):  # not seen yet, or not hashable
+        pass
+    if not isinstance(scopes, Iterable):
+        raise ConfigurationError("scopes must be a string or an iterable of scope tokens")
+    items = scopes.split() if isinstance(scopes, str) else list(scopes)
+    if not all(isinstance(scope, str) and _is_scope_token(scope) for scope in items):
+        raise ConfigurationError("scopes must be RFC 6749 scope tokens")
+    result = frozenset(items)
+    if len(_REQUIRED) < _MAX_REQUIRED_MEMO:
+        with contextlib.suppress(TypeError):
+            _REQUIRED[key] = result
+    return result
+
+
+def grant(token: AccessToken, required: frozenset[str]) -> AccessToken:
+    """Return ``token`` if it carries every ``required`` scope, else raise 403."""
+    if required and not required <= token.scopes:
+        raise InsufficientScopeError(required)
+    return token
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _missing_or(claims: Mapping[str, Any], name: str, reason: Reason) -> Reason:
+    return Reason.MISSING_CLAIM if name not in claims else reason
+
+
+def _type_allowed(typ: object, strict: bool) -> bool:
+    return type(typ) is str and typ.lower() in (_AT_JWT if strict else _PLAIN_JWT)
+
+
+def _audience_matches(aud: object, settings: Settings) -> bool:
+    if aud is None:
+        raise InvalidTokenError(Reason.MISSING_CLAIM)
+    if type(aud) is not list or not aud or not all(type(item) is str for item in aud):
+        raise InvalidTokenError(Reason.INVALID_CLAIM)
+    return any(item in settings.audience for item in aud)
+
+
+def _timestamp(value: object) -> float:
+    # type() rather than isinstance(): True is an int, and must not pass for a timestamp.
+    if type(value) not in _NUMBER or not 0 <= value <= MAX_TIMESTAMP:  # type: ignore[operator]
+        raise InvalidTokenError(Reason.INVALID_CLAIM)
+    return value  # type: ignore[return-value]

@@ -1,0 +1,152 @@
+"""Validated settings and their named defaults; every check runs once, at construction."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal, cast
+from urllib.parse import urlsplit
+
+from ._errors import ConfigurationError
+
+#: RFC 9068 §2.1 asks for asymmetric signatures; these four cover the deployed base.
+DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+#: Every algorithm that can be allowlisted: asymmetric signatures only (RFC 8725 §3.1, §3.2).
+SUPPORTED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+    | {"EdDSA", "Ed25519", "Ed448"}
+)
+#: Clocks drift; 30 s absorbs ordinary skew without keeping dead tokens alive for long.
+DEFAULT_LEEWAY = 30.0
+#: A leeway beyond five minutes stops being skew and starts being a longer token lifetime.
+MAX_LEEWAY = 300.0
+#: Tokens larger than this are refused before any parsing (typical header limits are 8 KiB).
+DEFAULT_MAX_TOKEN_SIZE = 8192
+#: Key sets change rarely; five minutes bounds how long a removed key is still trusted.
+DEFAULT_JWKS_TTL = 300.0
+#: One refetch per 30 s for unknown kids, so random kids cannot turn us into an amplifier.
+DEFAULT_JWKS_COOLDOWN = 30.0
+#: How long last known good keys outlive their TTL while the issuer cannot be reached.
+DEFAULT_JWKS_MAX_STALE = 86400.0
+#: Whole-request budget for one fetch from the authorization server.
+DEFAULT_HTTP_TIMEOUT = 5.0
+#: Key sets and metadata are a few KiB; a cap keeps a hostile or broken server from filling memory.
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
+#: Verified tokens remembered; about 1 KiB each, so the default stays near 10 MiB.
+DEFAULT_VERIFIED_CACHE_SIZE = 10_000
+
+Profile = Literal["rfc9068", "jwt"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (the one place plain http is allowed)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: object) -> str | None:
+    """Why ``url`` may not be used to reach the authorization server, or ``None``."""
+    if not isinstance(url, str):
+        return "must be a string"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return "is not a valid URL"
+    if not host:
+        return "has no host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials"
+    if parts.fragment:
+        return "must not have a fragment"
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
+        return None
+    return "must use https (plain http only on loopback)"
+
+
+def check_url(field: str, url: object) -> str:
+    problem = url_problem(url)
+    if problem:
+        raise ConfigurationError(f"{field} {problem}")
+    return cast(str, url)
+
+
+def check_number(field: str, value: object, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"{field} must be a finite number")
+    if not low <= value <= high:
+        raise ConfigurationError(f"{field} must be between {low:g} and {high:g}")
+    return float(value)
+
+
+def check_count(field: str, value: object, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigurationError(f"{field} must be an integer >= {low}")
+    return value
+
+
+def check_strings(field: str, value: object) -> tuple[str, ...]:
+    """A non-empty string, or a non-empty collection of them, as a tuple."""
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, Iterable):
+        raise ConfigurationError(f"{field} must be a string or a list of strings")
+    result = tuple(items)
+    if not result or not all(isinstance(item, str) and item for item in result):
+        raise ConfigurationError(f"{field} must be a non-empty string or list of them")
+    return result
+
+
+def check_algorithms(value: object) -> frozenset[str]:
+    names = check_strings("algorithms", value)
+    for name in names:
+        if name.lower() == "none" or name.upper().startswith("HS"):
+            raise ConfigurationError(f"algorithms: {name!r} can never be enabled (RFC 8725 §3.1)")
+        if name not in SUPPORTED_ALGORITHMS:
+            raise ConfigurationError(f"algorithms: {name!r} is not supported")
+    return frozenset(names)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """What a :class:`~oauth_shield.TokenValidator` was configured with, validated."""
+
+    issuer: str
+    audience: tuple[str, ...]
+    algorithms: frozenset[str] = frozenset(DEFAULT_ALGORITHMS)
+    leeway: float = DEFAULT_LEEWAY
+    jwks_uri: str | None = None
+    profile: Profile = "rfc9068"
+    max_token_size: int = DEFAULT_MAX_TOKEN_SIZE
+    jwks_ttl: float = DEFAULT_JWKS_TTL
+    jwks_cooldown: float = DEFAULT_JWKS_COOLDOWN
+    jwks_max_stale: float = DEFAULT_JWKS_MAX_STALE
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    verified_cache_size: int = DEFAULT_VERIFIED_CACHE_SIZE
+
+    def __post_init__(self) -> None:
+        check_url("issuer", self.issuer)
+        if urlsplit(self.issuer).query:
+            raise ConfigurationError("issuer must not have a query (RFC 8414 §2)")
+        set_ = object.__setattr__
+        set_(self, "audience", check_strings("audience", self.audience))
+        set_(self, "algorithms", check_algorithms(self.algorithms))
+        set_(self, "leeway", check_number("leeway", self.leeway, 0, MAX_LEEWAY))
+        if self.jwks_uri is not None:
+            check_url("jwks_uri", self.jwks_uri)
+        if self.profile not in ("rfc9068", "jwt"):
+            raise ConfigurationError("profile must be 'rfc9068' or 'jwt'")
+        check_count("max_token_size", self.max_token_size, 256)
+        set_(self, "jwks_ttl", check_number("jwks_ttl", self.jwks_ttl, 1))
+        set_(self, "jwks_cooldown", check_number("jwks_cooldown", self.jwks_cooldown, 0))
+        set_(self, "jwks_max_stale", check_number("jwks_max_stale", self.jwks_max_stale, 0))
+        set_(self, "http_timeout", check_number("http_timeout", self.http_timeout, 0.01, 300))
+        check_count("max_response_bytes", self.max_response_bytes, 1024)
+        check_count("verified_cache_size", self.verified_cache_size, 0)

@@ -1,0 +1,205 @@
+"""The error tree, its reason codes, and the RFC 6750 challenge.
+
+::
+
+    AuthError                         what a client is told: .error, .status_code, .description
+    ├── MissingTokenError             401, challenge without an error code (RFC 6750 §3.1)
+    ├── InvalidRequestError           400 invalid_request
+    ├── InvalidTokenError             401 invalid_token
+    ├── InsufficientScopeError        403 insufficient_scope, names the required scopes
+    └── TemporarilyUnavailableError   503, the authorization server could not be reached
+    ConfigurationError                a bad setting, raised where it is made, never per request
+
+Every ``AuthError`` also carries a :class:`Reason`: the precise internal cause, for logs,
+metrics and tests. Clients never see it. Descriptions are fixed sentences, so no part of a
+token or of a server's answer can ever reach one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import ClassVar
+
+
+class Reason(StrEnum):
+    """Why a token or request was refused (internal: logs, metrics, tests)."""
+
+    # The request
+    MISSING_TOKEN = "missing_token"
+    OTHER_SCHEME = "other_scheme"
+    MALFORMED_REQUEST = "malformed_request"
+    MULTIPLE_CREDENTIALS = "multiple_credentials"
+    # The token's form
+    MALFORMED_TOKEN = "malformed_token"
+    TOKEN_TOO_LARGE = "token_too_large"
+    UNSUPPORTED_TOKEN = "unsupported_token"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
+    UNSUPPORTED_HEADER = "unsupported_header"
+    WRONG_TYPE = "wrong_type"
+    # The key and the signature
+    UNKNOWN_KID = "unknown_kid"
+    AMBIGUOUS_KEY = "ambiguous_key"
+    KEY_MISMATCH = "key_mismatch"
+    BAD_SIGNATURE = "bad_signature"
+    # The claims
+    ISSUER_MISMATCH = "issuer_mismatch"
+    AUDIENCE_MISMATCH = "audience_mismatch"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    ISSUED_IN_FUTURE = "issued_in_future"
+    MISSING_CLAIM = "missing_claim"
+    INVALID_CLAIM = "invalid_claim"
+    KEY_BOUND = "key_bound"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    # Introspection
+    INACTIVE = "inactive"
+    INTROSPECTION_FAILED = "introspection_failed"
+    # The authorization server
+    KEYS_UNAVAILABLE = "keys_unavailable"
+    INTROSPECTION_UNAVAILABLE = "introspection_unavailable"
+    RATE_LIMITED = "rate_limited"
+    # API keys
+    INVALID_API_KEY = "invalid_api_key"
+
+
+class ConfigurationError(ValueError):
+    """A setting is invalid. Raised eagerly, at construction, naming the field."""
+
+
+class AuthError(Exception):
+    """Base of every client-facing failure; render it with :meth:`www_authenticate`."""
+
+    error: ClassVar[str | None]
+    status_code: ClassVar[int]
+    _default_description: ClassVar[str]
+    _descriptions: ClassVar[dict[Reason, str]] = {}
+
+    def __init__(self, reason: Reason) -> None:
+        self.reason = reason
+        self.description = self._descriptions.get(reason, self._default_description)
+        super().__init__(self.description)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason.value!r})"
+
+    def www_authenticate(self, realm: str | None = None) -> str:
+        """The ``WWW-Authenticate`` header value for this error (RFC 6750 §3)."""
+        return render_challenge(realm=realm, error=self.error, description=self.description)
+
+    def headers(self, realm: str | None = None) -> dict[str, str]:
+        """All response headers this error calls for."""
+        return {"WWW-Authenticate": self.www_authenticate(realm)}
+
+    def body(self) -> dict[str, str]:
+        """A small JSON body for the response, with the same fixed, safe words."""
+        if self.error is None:
+            return {"error_description": self.description}
+        return {"error": self.error, "error_description": self.description}
+
+
+class MissingTokenError(AuthError):
+    """No bearer token was presented: a bare challenge, no error code (RFC 6750 §3.1)."""
+
+    error = None
+    status_code = 401
+    _default_description = "Authentication required"
+
+
+class InvalidRequestError(AuthError):
+    """The request itself is malformed (RFC 6750 §3.1 ``invalid_request``)."""
+
+    error = "invalid_request"
+    status_code = 400
+    _default_description = "The request is malformed"
+    _descriptions: ClassVar[dict[Reason, str]] = {
+        Reason.MULTIPLE_CREDENTIALS: "The request carries more than one credential",
+    }
+
+
+class InvalidTokenError(AuthError):
+    """The token is malformed, expired, revoked or otherwise not acceptable."""
+
+    error = "invalid_token"
+    status_code = 401
+    _default_description = "The access token is invalid"
+    # Telling a client its token expired lets it refresh instead of re-authenticating;
+    # every other cause stays behind one sentence (RFC 6750 §3.1 example).
+    _descriptions: ClassVar[dict[Reason, str]] = {
+        Reason.EXPIRED: "The access token expired",
+        Reason.INVALID_API_KEY: "The API key is invalid",
+    }
+
+
+class InsufficientScopeError(AuthError):
+    """The token is valid but lacks a scope the resource requires."""
+
+    error = "insufficient_scope"
+    status_code = 403
+    _default_description = "The access token lacks a required scope"
+
+    def __init__(self, scopes: Iterable[str]) -> None:
+        super().__init__(Reason.INSUFFICIENT_SCOPE)
+        self.scopes: tuple[str, ...] = tuple(sorted(scopes))
+
+    def __repr__(self) -> str:
+        return f"InsufficientScopeError(scopes={self.scopes!r})"
+
+    def www_authenticate(self, realm: str | None = None) -> str:
+        return render_challenge(
+            realm=realm, error=self.error, description=self.description, scope=self.scopes
+        )
+
+
+class TemporarilyUnavailableError(AuthError):
+    """The authorization server could not be reached; the client should retry later."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+    _default_description = "The access token cannot be checked right now"
+
+    def __init__(self, reason: Reason, retry_after: int = 5) -> None:
+        super().__init__(reason)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self, realm: str | None = None) -> dict[str, str]:
+        return {**super().headers(realm), "Retry-After": str(self.retry_after)}
+
+
+# RFC 6749 §A.7 (error_description) and §A.4 (scope-token), applied to every quoted value so
+# that nothing can break out of the header: printable ASCII without '"' and '\'.
+_QUOTABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def is_scope_token(value: str) -> bool:
+    """Whether ``value`` is a legal RFC 6749 scope-token (and so safe in a header)."""
+    return _SCOPE_TOKEN.fullmatch(value) is not None
+
+
+def is_quotable(value: str) -> bool:
+    """Whether ``value`` can stand in a quoted header parameter as it is."""
+    return _QUOTABLE.fullmatch(value) is not None
+
+
+def render_challenge(
+    *,
+    realm: str | None = None,
+    error: str | None = None,
+    description: str | None = None,
+    scope: Iterable[str] = (),
+) -> str:
+    """Render a ``Bearer`` challenge (RFC 6750 §3); values that are not legal are left out.
+
+    >>> render_challenge(realm="api", error="invalid_token", description="Expired")
+    'Bearer realm="api", error="invalid_token", error_description="Expired"'
+    """
+    params = []
+    for name, value in (("realm", realm), ("error", error), ("error_description", description)):
+        if value is not None and is_quotable(value):
+            params.append(f'{name}="{value}"')
+    scopes = [s for s in scope if is_scope_token(s)]
+    if scopes:
+        params.append(f'scope="{" ".join(scopes)}"')
+    return "Bearer " + ", ".join(params) if params else "Bearer"

@@ -1,0 +1,250 @@
+"""The issuer's remote key set: when to fetch it, and what to trust meanwhile.
+
+Theory of operation
+-------------------
+The installed key set and its timers form one immutable ``_State``, replaced whole, so
+:meth:`RemoteKeySet.lookup` may run in any thread without a lock. Fetching runs on the event
+loop only.
+
+Ages of the installed key set (monotonic clock):
+
+- fresh (``now < expires_at``): used. From ``refresh_at`` on (a fifth of the TTL before expiry,
+  at most a minute), one background refresh starts, so a busy service never waits for a fetch.
+- stale (until ``stale_until = expires_at + max_stale``):
+  if the last fetch succeeded (the service was merely idle), a request waits for a refresh and
+  falls back to the stale keys if it fails; if the last fetch failed (the issuer is in
+  trouble), the keys are used as they are (stale-if-error) and a background retry starts
+  whenever the backoff allows.
+- gone (nothing installed, or past ``stale_until``): a request waits for a fetch; 503 if none
+  succeeds.
+
+Fetch gates:
+
+- single-flight: one fetch at a time, every waiter shielded (see ``_singleflight``);
+- an unknown ``kid`` triggers a refetch only outside the cooldown, which starts when a fetch
+  succeeds, so a flood of random kids costs at most one fetch per cooldown;
+- after a failure, no new fetch before a backoff that doubles from 1 s up to the cooldown;
+- a fetch installs its result only if no newer one has been installed (sequence numbers);
+- a key set with no usable key is a failed fetch: the last known good keys stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import httpx
+
+from ._config import Settings
+from ._discovery import Discovery
+from ._errors import InvalidTokenError, Reason, TemporarilyUnavailableError
+from ._http import FetchError, HTTPClient
+from ._jose import Verifier
+from ._keys import KeySet, import_key_set
+from ._singleflight import SingleFlight
+
+logger = logging.getLogger("oauth_shield.keys")
+
+#: Bounds for an issuer's ``Cache-Control: max-age``: not every request, not for days on end.
+MIN_TTL = 60.0
+MAX_TTL = 86400.0
+#: Start refreshing this share of the TTL before expiry...
+REFRESH_AHEAD_SHARE = 0.2
+#: ...but no earlier than a minute before it.
+MAX_REFRESH_AHEAD = 60.0
+#: First wait after a failed fetch; it doubles up to the cooldown.
+FIRST_BACKOFF = 1.0
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age=(\d{1,10})(?:$|[,\s])", re.IGNORECASE)
+
+
+class Need(enum.Enum):
+    """What :meth:`RemoteKeySet.lookup` needs before it can answer (like h11's NEED_DATA)."""
+
+    KEYS = "keys"  # no usable key set: wait for a fetch
+    KID = "kid"  # the kid is not in the set: a refetch may bring it
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    keys: KeySet | None = None
+    fetched_at: float = -math.inf
+    expires_at: float = -math.inf
+    refresh_at: float = -math.inf
+    stale_until: float = -math.inf
+    failed: bool = False
+    next_fetch_at: float = -math.inf
+    seq: int = 0
+
+
+class RemoteKeySet:
+    """The issuer's JWKS, cached and refreshed per the rules above."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        http: HTTPClient,
+        discovery: Discovery,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_keys_removed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._discovery = discovery
+        self._monotonic = monotonic
+        self._on_keys_removed = on_keys_removed
+        self._state = _State()
+        self._flight: SingleFlight[str, None] = SingleFlight()
+        self._backoff = FIRST_BACKOFF
+        self._seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refresh_requested = False
+        self.fetches = 0  # completed fetch attempts, for metrics and tests
+
+    @property
+    def keys(self) -> KeySet | None:
+        return self._state.keys
+
+    # --- any thread ------------------------------------------------------------------
+
+    def lookup(self, kid: str | None, alg: str) -> Verifier | Need:
+        """The verifier for a token from the installed keys, or what must happen first."""
+        state = self._state
+        keys = state.keys
+        now = self._monotonic()
+        if keys is None or now >= state.stale_until:
+            return Need.KEYS
+        if now >= state.refresh_at:
+            if now >= state.expires_at and not state.failed:
+                return Need.KEYS
+            self._refresh_in_background(state, now)
+        found = keys.select(kid, alg)
+        if found is Reason.UNKNOWN_KID:
+            return Need.KID
+        if isinstance(found, Reason):
+            raise InvalidTokenError(found)
+        return found
+
+    def _refresh_in_background(self, state: _State, now: float) -> None:
+        loop = self._loop
+        if self._refresh_requested or now < state.next_fetch_at or loop is None:
+            return
+        self._refresh_requested = True
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._start_fetch()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._start_fetch)
+
+    # --- event loop ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind to the running loop and warm the cache in the background."""
+        self._loop = asyncio.get_running_loop()
+        if self._state.keys is None:
+            self._start_fetch()
+
+    async def resolve(self, kid: str | None, alg: str, need: Need) -> Verifier:
+        """Answer what :meth:`lookup` could not: fetch if the gates allow, then select."""
+        self._loop = asyncio.get_running_loop()
+        now = self._monotonic()
+        state = self._state
+        if "jwks" in self._flight or now >= state.next_fetch_at:
+            await asyncio.shield(self._start_fetch())
+        elif need is Need.KID:
+            raise InvalidTokenError(Reason.UNKNOWN_KID)
+        state = self._state
+        if state.keys is None or self._monotonic() >= state.stale_until:
+            retry = math.ceil(state.next_fetch_at - self._monotonic())
+            raise TemporarilyUnavailableError(Reason.KEYS_UNAVAILABLE, retry_after=retry)
+        found = state.keys.select(kid, alg)
+        if isinstance(found, Reason):
+            raise InvalidTokenError(found)
+        return found
+
+    def _start_fetch(self) -> asyncio.Task[None]:
+        return self._flight.start("jwks", self._fetch)
+
+    async def _fetch(self) -> None:
+        self._seq += 1
+        seq = self._seq
+        started = self._monotonic()
+        try:
+            url = self._settings.jwks_uri or await self._discovery.endpoint("jwks_uri")
+            response = await self._http.get_json(url)
+            keys = import_key_set(response.data, self._settings.algorithms)
+            if keys is None or not keys.index:
+                raise FetchError("no_usable_keys")
+        except FetchError as error:
+            self._failed(seq, error.kind)
+            return
+        except Exception:  # a bug must not leave the key set without a verdict
+            logger.exception("key set fetch failed unexpectedly")
+            self._failed(seq, "internal_error")
+            return
+        finally:
+            self.fetches += 1
+            self._refresh_requested = False
+        self._install(seq, keys, self._ttl(response.headers))
+        logger.debug(
+            "key set from %s: %d usable keys %s in %.1f ms",
+            url,
+            len(keys),
+            sorted(keys.kids),
+            (self._monotonic() - started) * 1000,
+        )
+        for kid, why in keys.skipped:
+            logger.debug("skipped a key (kid %r): %s", kid, why)
+
+    def _install(self, seq: int, keys: KeySet, ttl: float) -> None:
+        old = self._state
+        if seq < old.seq:
+            return  # an older fetch must never overwrite a newer key set
+        now = self._monotonic()
+        settings = self._settings
+        expires_at = now + ttl
+        self._state = _State(
+            keys=keys,
+            fetched_at=now,
+            expires_at=expires_at,
+            refresh_at=expires_at - min(ttl * REFRESH_AHEAD_SHARE, MAX_REFRESH_AHEAD),
+            stale_until=expires_at + settings.jwks_max_stale,
+            next_fetch_at=now + settings.jwks_cooldown,
+            seq=seq,
+        )
+        self._backoff = FIRST_BACKOFF
+        if old.keys is not None and not keys.thumbprints >= old.keys.thumbprints:
+            self._on_keys_removed()
+
+    def _failed(self, seq: int, kind: str) -> None:
+        now = self._monotonic()
+        state = self._state
+        self._state = replace(state, failed=True, next_fetch_at=now + self._backoff)
+        self._backoff = min(self._backoff * 2, max(self._settings.jwks_cooldown, FIRST_BACKOFF))
+        if state.keys is not None and now < state.stale_until:
+            logger.warning(
+                "key set refresh failed (%s); using the last known good keys, %.0f s old",
+                kind,
+                now - state.fetched_at,
+            )
+        else:
+            logger.error("key set fetch failed (%s); tokens cannot be checked until it works", kind)
+
+    def _ttl(self, headers: httpx.Headers) -> float:
+        match = _MAX_AGE.search(headers.get("Cache-Control", ""))
+        if match is None:
+            return self._settings.jwks_ttl
+        return min(max(float(match.group(1)), MIN_TTL), MAX_TTL)
+
+    async def aclose(self) -> None:
+        await self._flight.aclose()

@@ -1,0 +1,58 @@
+"""The result of a successful validation, and the one-way fingerprint used to name a token."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def token_digest(token: str) -> bytes:
+    """SHA-256 of an ASCII token: the only form in which a token is ever used as a cache key."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def fingerprint(digest: bytes) -> str:
+    """Eight hex digits of the token's SHA-256: enough to correlate log lines, useless to replay."""
+    return digest[:4].hex()
+
+
+def text_fingerprint(text: str) -> str:
+    """The fingerprint of any string, even one that is not valid Unicode, for logs."""
+    return fingerprint(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class AccessToken:
+    """A validated access token: who it is for and what it allows.
+
+    The same type comes back for JWT and opaque (introspected) tokens. It never holds the raw
+    token, so neither its ``repr`` nor a cache entry that stores it can leak one.
+    """
+
+    subject: str | None
+    """``sub``: the resource owner, or the client itself for client-credentials tokens."""
+    client_id: str | None
+    """``client_id``: the OAuth client the token was issued to."""
+    scopes: frozenset[str]
+    """The granted scopes, from the space-separated ``scope`` claim."""
+    expires_at: datetime | None
+    """``exp`` as an aware UTC datetime (``None`` only for introspected tokens without ``exp``)."""
+    claims: Mapping[str, Any] = field(repr=False)
+    """Every claim, read-only. For introspected tokens, only the allowlisted fields."""
+    fingerprint: str = ""
+    """A short one-way fingerprint of the token for logs (see :func:`fingerprint`)."""
+
+    def has_scopes(self, scopes: Iterable[str]) -> bool:
+        """Whether every scope in ``scopes`` was granted (case-sensitive, token by token)."""
+        return self.scopes.issuperset(scopes)
+
+    def __repr__(self) -> str:
+        expires = self.expires_at.isoformat() if self.expires_at else None
+        return (
+            f"AccessToken(subject={self.subject!r}, client_id={self.client_id!r}, "
+            f"scopes={sorted(self.scopes)!r}, expires_at={expires!r}, "
+            f"fingerprint={self.fingerprint!r})"
+        )

@@ -1,0 +1,228 @@
+"""``TokenValidator``: the async shell that drives the pure core.
+
+A validation runs in two halves. ``_check_local`` is synchronous and does no I/O: the
+verified-token cache, strict parsing, key lookup in the installed key set, the signature and
+the claims. Most requests end there. When it needs something only the network can give (a key
+set, a refetch for an unknown kid), it returns a ``_Pending`` describing what, and
+``_check_remote`` awaits it and finishes. The sync facade runs the same first half in the
+caller's thread and sends only the second half to the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import NamedTuple, Self
+
+import httpx
+
+from . import _config as defaults
+from ._bearer import is_b64token
+from ._cache import BoundedCache
+from ._claims import check_claims, grant, required_scopes
+from ._clock import Clock, SystemClock
+from ._config import Profile, Settings
+from ._discovery import Discovery
+from ._errors import AuthError, InvalidTokenError, Reason
+from ._http import HTTPClient
+from ._jose import CompactJWS, Header, Verifier, parse_compact
+from ._keyset import Need, RemoteKeySet
+from ._token import AccessToken, fingerprint, text_fingerprint, token_digest
+
+logger = logging.getLogger("oauth_shield.validator")
+
+#: Distinct verified JOSE headers remembered: a few per signing key is all an issuer uses.
+MAX_KNOWN_HEADERS = 64
+
+
+class _Pending(NamedTuple):
+    """What the local half could not finish without the network."""
+
+    jws: CompactJWS
+    digest: bytes
+    need: Need
+
+
+class TokenValidator:
+    """Validate OAuth 2.0 bearer tokens for one issuer and one API (the resource server).
+
+    JWT access tokens are verified locally against the issuer's published key set (RFC 9068,
+    RFC 8725); the key set is discovered from the issuer's metadata unless ``jwks_uri`` is
+    given. Use one validator per issuer for the life of the process: it holds the caches.
+
+    >>> async def handler(authorization_token: str) -> str:          # doctest: +SKIP
+    ...     async with TokenValidator(issuer="https://as.example.com",
+    ...                               audience="https://api.example.com") as validator:
+    ...         token = await validator.validate(authorization_token, scopes=["read"])
+    ...         return token.subject
+
+    :param issuer: the issuer identifier, compared by exact string match.
+    :param audience: this API's identifier(s); a token's ``aud`` must contain one of them.
+    :param algorithms: the allowlist; HMAC and ``none`` can never be enabled.
+    :param leeway: seconds of clock skew tolerated for ``exp``, ``nbf`` and ``iat``.
+    :param jwks_uri: the key set URL, if it should not come from the issuer's metadata.
+    :param profile: ``"rfc9068"`` (default, strict) or ``"jwt"`` for servers that issue plain
+        JWTs as access tokens (``typ`` need not be ``at+jwt``; ``iat``, ``sub``, ``client_id``
+        and ``jti`` become optional).
+    :param transport: an ``httpx`` transport for all requests to the issuer (TLS settings,
+        proxies, tests).
+    :param clock: the clock seam (see :class:`~oauth_shield._clock.Clock`), for tests.
+
+    The remaining parameters tune limits and caches; docs/configuration.md lists each one with
+    its default and the reason for it.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str | Sequence[str],
+        algorithms: Iterable[str] = defaults.DEFAULT_ALGORITHMS,
+        leeway: float = defaults.DEFAULT_LEEWAY,
+        jwks_uri: str | None = None,
+        profile: Profile = "rfc9068",
+        max_token_size: int = defaults.DEFAULT_MAX_TOKEN_SIZE,
+        jwks_ttl: float = defaults.DEFAULT_JWKS_TTL,
+        jwks_cooldown: float = defaults.DEFAULT_JWKS_COOLDOWN,
+        jwks_max_stale: float = defaults.DEFAULT_JWKS_MAX_STALE,
+        http_timeout: float = defaults.DEFAULT_HTTP_TIMEOUT,
+        max_response_bytes: int = defaults.DEFAULT_MAX_RESPONSE_BYTES,
+        verified_cache_size: int = defaults.DEFAULT_VERIFIED_CACHE_SIZE,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = Settings(
+            issuer=issuer,
+            audience=audience,  # type: ignore[arg-type]  # normalised by Settings
+            algorithms=algorithms,  # type: ignore[arg-type]
+            leeway=leeway,
+            jwks_uri=jwks_uri,
+            profile=profile,
+            max_token_size=max_token_size,
+            jwks_ttl=jwks_ttl,
+            jwks_cooldown=jwks_cooldown,
+            jwks_max_stale=jwks_max_stale,
+            http_timeout=http_timeout,
+            max_response_bytes=max_response_bytes,
+            verified_cache_size=verified_cache_size,
+        )
+        self._clock: Clock = clock or SystemClock()
+        self._http = HTTPClient(
+            timeout=http_timeout, max_bytes=max_response_bytes, transport=transport
+        )
+        self._discovery = Discovery(issuer, self._http, self._clock.monotonic)
+        self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
+        self._known_headers: dict[str, Header] = {}
+        self._keys = RemoteKeySet(
+            self.settings,
+            self._http,
+            self._discovery,
+            monotonic=self._clock.monotonic,
+            on_keys_removed=self._verified.clear,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenValidator(issuer={self.settings.issuer!r}, audience={self.settings.audience!r})"
+        )
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._keys.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop background work and close connections to the issuer."""
+        await self._keys.aclose()
+        await self._http.aclose()
+
+    # --- validation ------------------------------------------------------------------
+
+    async def validate(self, token: str, scopes: Iterable[str] | str | None = None) -> AccessToken:
+        """Validate ``token`` and require every scope in ``scopes``.
+
+        Returns the :class:`AccessToken`. Raises :class:`AuthError` (and nothing else) for any
+        token that is not acceptable, whatever its content: :class:`InvalidTokenError` (401),
+        :class:`InsufficientScopeError` (403), :class:`TemporarilyUnavailableError` (503) when
+        the issuer cannot be reached and nothing cached can answer.
+        """
+        required = required_scopes(scopes)
+        try:
+            result = self._check_local(token, required)
+            if isinstance(result, AccessToken):
+                return result
+            return await self._check_remote(result, required)
+        except AuthError as error:
+            self._log_rejection(error, token)
+            raise
+
+    def _check_local(self, token: object, required: frozenset[str]) -> AccessToken | _Pending:
+        """Everything that needs no I/O; safe to call from any thread."""
+        if not isinstance(token, str):
+            raise InvalidTokenError(Reason.MALFORMED_TOKEN)
+        if len(token) > self.settings.max_token_size:
+            raise InvalidTokenError(Reason.TOKEN_TOO_LARGE)
+        if not token.isascii():
+            raise InvalidTokenError(Reason.MALFORMED_TOKEN)
+        digest = token_digest(token)
+        now = self._clock.time()
+        cached = self._verified.get(digest, now)
+        if cached is not None:
+            return grant(cached, required)
+        jws = parse_compact(token, self.settings.algorithms, self._known_headers)
+        if jws is None:
+            if not is_b64token(token):
+                raise InvalidTokenError(Reason.MALFORMED_TOKEN)
+            raise InvalidTokenError(Reason.UNSUPPORTED_TOKEN)
+        found = self._keys.lookup(jws.header.kid, jws.header.alg)
+        if isinstance(found, Need):
+            return _Pending(jws, digest, found)
+        return self._finish(jws, found, digest, required, now)
+
+    async def _check_remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
+        """The half that waits for the network, then finishes like the local half."""
+        header = pending.jws.header
+        verify = await self._keys.resolve(header.kid, header.alg, pending.need)
+        return self._finish(pending.jws, verify, pending.digest, required, self._clock.time())
+
+    def _finish(
+        self,
+        jws: CompactJWS,
+        verify: Verifier,
+        digest: bytes,
+        required: frozenset[str],
+        now: float,
+    ) -> AccessToken:
+        if not verify(jws.signing_input, jws.signature):
+            raise InvalidTokenError(Reason.BAD_SIGNATURE)
+        self._remember_header(jws)
+        token = check_claims(jws.header.params, jws.claims, self.settings, now, fingerprint(digest))
+        self._verified.put(digest, token, jws.claims["exp"] + self.settings.leeway)
+        return grant(token, required)
+
+    def _remember_header(self, jws: CompactJWS) -> None:
+        """Keep the parse of a header that signed a valid token: the next token from the same
+        key skips decoding it. Only verified headers get in, so junk cannot crowd them out."""
+        known = self._known_headers
+        if jws.header_b64 not in known:
+            if len(known) >= MAX_KNOWN_HEADERS:
+                known.clear()
+            known[jws.header_b64] = jws.header
+
+    def _log_rejection(self, error: AuthError, token: object) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        name = "-"
+        if isinstance(token, str) and len(token) <= self.settings.max_token_size:
+            name = text_fingerprint(token)
+        logger.info("token %s refused: %s", name, error.reason.value)

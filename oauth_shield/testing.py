@@ -1,0 +1,249 @@
+"""A small authorization server for tests and demos: keys, tokens, discovery, introspection.
+
+``LocalIssuer`` mints RFC 9068 access tokens and opaque tokens, and answers the requests a
+resource server makes (discovery, JWKS, introspection). Its one request handler works as an
+``httpx.MockTransport`` (no network, with request counters) and, through :meth:`serve`, as a
+real HTTP server on loopback. It is for tests: it keeps everything in memory and trusts the
+caller.
+
+>>> issuer = LocalIssuer()                                                 # doctest: +SKIP
+>>> validator = TokenValidator(issuer=issuer.issuer, audience=issuer.audience,
+...                            transport=issuer.transport())
+>>> await validator.validate(issuer.token(scope="read"))
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+__all__ = ["LocalIssuer", "SigningKey", "b64url", "sign_compact"]
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
+    "ES256": ec.SECP256R1,
+    "ES384": ec.SECP384R1,
+    "ES512": ec.SECP521R1,
+}
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _json_part(value: Mapping[str, Any] | bytes) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value, separators=(",", ":")).encode()
+    return b64url(raw)
+
+
+def sign_compact(
+    header: Mapping[str, Any] | bytes, payload: Mapping[str, Any] | bytes, key: PrivateKey, alg: str
+) -> str:
+    """A compact JWS over ``header`` and ``payload`` (dicts, or raw bytes for hostile tests)."""
+    signing_input = f"{_json_part(header)}.{_json_part(payload)}".encode("ascii")
+    if isinstance(key, rsa.RSAPrivateKey):
+        hash_alg = _HASHES[alg[2:]]()
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15()
+            if alg.startswith("RS")
+            else padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+        )
+        signature = key.sign(signing_input, pad, hash_alg)
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(_HASHES[alg[2:]]())))
+        size = (key.curve.key_size + 7) // 8
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    else:
+        signature = key.sign(signing_input)
+    return f"{signing_input.decode('ascii')}.{b64url(signature)}"
+
+
+class SigningKey:
+    """A private key with its ``kid``, ``alg`` and public JWK."""
+
+    def __init__(self, alg: str = "RS256", kid: str | None = None, *, bits: int = 2048) -> None:
+        self.alg = alg
+        self.kid = kid or f"{alg.lower()}-{secrets.token_hex(4)}"
+        self.private: PrivateKey
+        if alg.startswith(("RS", "PS")):
+            self.private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+            wrapped: Any = RSAKey.import_key(self.private)
+        elif alg.startswith("ES"):
+            self.private = ec.generate_private_key(_CURVES[alg]())
+            wrapped = ECKey.import_key(self.private)
+        else:
+            self.private = ed25519.Ed25519PrivateKey.generate()
+            wrapped = OKPKey.import_key(self.private)
+        self.jwk: dict[str, Any] = {
+            **wrapped.as_dict(private=False),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": alg,
+        }
+
+    def sign(self, header: Mapping[str, Any] | bytes, payload: Mapping[str, Any] | bytes) -> str:
+        return sign_compact(header, payload, self.private, self.alg)
+
+
+class LocalIssuer:
+    """An in-memory authorization server. Not for production: it trusts every caller."""
+
+    def __init__(
+        self,
+        issuer: str = "https://issuer.test",
+        audience: str = "https://api.test",
+        *,
+        algorithms: tuple[str, ...] = ("RS256", "ES256"),
+        keys: list[SigningKey] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.clock = clock
+        self.keys = list(keys) if keys is not None else [SigningKey(alg) for alg in algorithms]
+        self.published: list[dict[str, Any]] = [key.jwk for key in self.keys]
+        self.opaque: dict[str, dict[str, Any]] = {}
+        self.jwks_headers: dict[str, str] = {}
+        self.requests: Counter[str] = Counter()
+        self.fault: Callable[[httpx.Request], httpx.Response | None] | None = None
+
+    # --- tokens ------------------------------------------------------------------------
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        """RFC 9068 claims for this issuer and audience, with ``overrides`` applied
+        (a value of ``None`` removes the claim)."""
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": "user-1",
+            "client_id": "client-1",
+            "scope": "read",
+            "iat": now,
+            "exp": now + 300,
+            "jti": secrets.token_urlsafe(12),
+        }
+        claims.update(overrides)
+        return {name: value for name, value in claims.items() if value is not None}
+
+    def token(
+        self,
+        *,
+        alg: str | None = None,
+        header: Mapping[str, Any] | None = None,
+        key: SigningKey | None = None,
+        **claims: Any,
+    ) -> str:
+        """A signed ``at+jwt`` access token; ``header`` entries override (``None`` removes)."""
+        key = key or next(k for k in self.keys if alg in (None, k.alg))
+        full = {"alg": key.alg, "typ": "at+jwt", "kid": key.kid, **(header or {})}
+        full = {name: value for name, value in full.items() if value is not None}
+        return key.sign(full, self.claims(**claims))
+
+    def opaque_token(self, **claims: Any) -> str:
+        """An opaque token that introspects as active with these claims."""
+        token = secrets.token_urlsafe(32)
+        self.opaque[token] = {"active": True, **self.claims(**claims)}
+        return token
+
+    def revoke(self, token: str) -> None:
+        self.opaque.pop(token, None)
+
+    def rotate(self, *, keep_old: bool = True) -> SigningKey:
+        """Sign with a new key from now on; keep publishing the old ones unless told not to."""
+        new = SigningKey(self.keys[0].alg)
+        self.keys.insert(0, new)
+        self.published = [new.jwk, *(self.published if keep_old else [])]
+        return new
+
+    # --- the server ----------------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request (the body of the mock transport and of the real server)."""
+        path = request.url.path
+        self.requests[path] += 1
+        if self.fault is not None and (answer := self.fault(request)) is not None:
+            return answer
+        if path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json=self.metadata())
+        if path == "/jwks":
+            return httpx.Response(200, json={"keys": self.published}, headers=self.jwks_headers)
+        if path == "/introspect" and request.method == "POST":
+            form = parse_qs(request.content.decode())
+            token = form.get("token", [""])[0]
+            return httpx.Response(200, json=self.opaque.get(token, {"active": False}))
+        return httpx.Response(404, json={"error": "not_found"})
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{self.issuer}/jwks",
+            "introspection_endpoint": f"{self.issuer}/introspect",
+        }
+
+    def transport(self) -> httpx.MockTransport:
+        """An in-process transport for ``TokenValidator(transport=...)``."""
+        return httpx.MockTransport(self.handle)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI entry point, so the same handler can be served over real HTTP."""
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        url = f"{self.issuer}{scope['path']}?{scope['query_string'].decode()}"
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        response = self.handle(httpx.Request(scope["method"], url, headers=headers, content=body))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.content})
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[LocalIssuer]:
+        """Serve over HTTP on a free loopback port (needs uvicorn); sets :attr:`issuer`."""
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        server = uvicorn.Server(uvicorn.Config(self, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            time.sleep(0.01)
+        try:
+            yield self
+        finally:
+            server.should_exit = True
+            thread.join(5)
+            sock.close()
