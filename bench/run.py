@@ -1,6 +1,7 @@
 """Run the benchmarks: ``./run bench [suite ...]``; results go to bench/results/<suite>.json.
 
-Suites: tokens (per-token cost against the floor and peers). See docs/performance.md.
+Suites: tokens (per-token cost against the floor and peers), introspection (cached and
+uncached opaque tokens, single-flight). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import tokens
+from bench import introspection, tokens
 
-SUITES = {"tokens": tokens.suite}
+SUITES = {"tokens": tokens.suite, "introspection": introspection.suite}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

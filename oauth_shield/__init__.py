@@ -18,6 +18,7 @@ from ._errors import (
     TemporarilyUnavailableError,
     render_challenge,
 )
+from ._secret import Secret
 from ._token import AccessToken
 from ._validator import TokenValidator
 
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidTokenError",
     "MissingTokenError",
     "Reason",
+    "Secret",
     "TemporarilyUnavailableError",
     "TokenValidator",
     "render_challenge",

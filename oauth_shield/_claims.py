@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 from ._config import Settings
 from ._errors import ConfigurationError, InsufficientScopeError, InvalidTokenError, Reason
 from ._errors import is_scope_token as _is_scope_token
-from ._token import AccessToken
+from ._token import AccessToken, freeze_claims
 
 #: The last second a datetime can hold (9999-12-31T23:59:59Z); a later ``exp`` is malformed.
 MAX_TIMESTAMP = 253402300799
@@ -30,6 +29,7 @@ _NO_SCOPES: frozenset[str] = frozenset()
 #: Distinct scope requirements remembered; an application has a handful.
 _MAX_REQUIRED_MEMO = 1024
 _REQUIRED: dict[object, frozenset[str]] = {}
+_MEMO_TYPES = (str, list, tuple, frozenset)
 _EMPTY_SCOPE = frozenset({""})
 
 
@@ -53,7 +53,7 @@ def check_claims(
         raise InvalidTokenError(Reason.KEY_BOUND)
     if get("iss") != settings.issuer:
         raise InvalidTokenError(_missing_or(claims, "iss", Reason.ISSUER_MISMATCH))
-    aud = get("aud")
+    aud = get("aud", _MISSING)
     if not (aud in settings.audience if type(aud) is str else _audience_matches(aud, settings)):
         raise InvalidTokenError(Reason.AUDIENCE_MISMATCH)
     leeway = settings.leeway
@@ -84,7 +84,7 @@ def check_claims(
         None if client_id is _MISSING else client_id,
         parse_scope(get("scope", _MISSING)),
         datetime.fromtimestamp(exp, UTC),
-        MappingProxyType(claims),
+        freeze_claims(claims),
         fingerprint,
     )
 
@@ -111,20 +111,19 @@ def required_scopes(scopes: Iterable[str] | str | None) -> frozenset[str]:
     """
     if scopes is None:
         return _NO_SCOPES
+    memo = type(scopes) in _MEMO_TYPES
     key = tuple(scopes) if type(scopes) is list else scopes
-    try:
-        return _REQUIRED[key]
-    except (KeyError, TypeError):  # not seen yet, or not hashable
-        pass
+    if memo:
+        with contextlib.suppress(KeyError, TypeError):  # not seen yet; an unhashable item
+            return _REQUIRED[key]
     if not isinstance(scopes, Iterable):
         raise ConfigurationError("scopes must be a string or an iterable of scope tokens")
-    items = scopes.split() if isinstance(scopes, str) else list(scopes)
+    items = [s for s in scopes.split(" ") if s] if isinstance(scopes, str) else list(scopes)
     if not all(isinstance(scope, str) and _is_scope_token(scope) for scope in items):
         raise ConfigurationError("scopes must be RFC 6749 scope tokens")
     result = frozenset(items)
-    if len(_REQUIRED) < _MAX_REQUIRED_MEMO:
-        with contextlib.suppress(TypeError):
-            _REQUIRED[key] = result
+    if memo and len(_REQUIRED) < _MAX_REQUIRED_MEMO:
+        _REQUIRED[key] = result
     return result
 
 
@@ -147,7 +146,7 @@ def _type_allowed(typ: object, strict: bool) -> bool:
 
 
 def _audience_matches(aud: object, settings: Settings) -> bool:
-    if aud is None:
+    if aud is _MISSING:
         raise InvalidTokenError(Reason.MISSING_CLAIM)
     if type(aud) is not list or not aud or not all(type(item) is str for item in aud):
         raise InvalidTokenError(Reason.INVALID_CLAIM)

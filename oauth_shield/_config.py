@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
+from ._secret import Secret
 
 #: RFC 9068 §2.1 asks for asymmetric signatures; these four cover the deployed base.
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -37,7 +38,28 @@ DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
 #: Verified tokens remembered; about 1 KiB each, so the default stays near 10 MiB.
 DEFAULT_VERIFIED_CACHE_SIZE = 10_000
 
+#: Introspection answers are cached this long at most (and never beyond the token's exp).
+DEFAULT_INTROSPECTION_TTL = 60.0
+#: A refused token is remembered this long, so repeating it does not reach the server again.
+DEFAULT_INTROSPECTION_NEGATIVE_TTL = 10.0
+#: Entries in each introspection cache (positive, negative).
+DEFAULT_INTROSPECTION_CACHE_SIZE = 10_000
+#: Cache misses per second that may reach the introspection endpoint, per process...
+DEFAULT_INTROSPECTION_RATE = 100.0
+#: ...with this burst; beyond it a miss answers 503, so a token scan cannot flood the server.
+DEFAULT_INTROSPECTION_BURST = 200
+#: Introspection fields kept by default (RFC 7662 §2.2); everything else is dropped on arrival.
+DEFAULT_INTROSPECTION_FIELDS = frozenset(
+    {"active", "scope", "client_id", "sub", "exp", "iat", "nbf", "aud", "iss", "token_type"}
+    | {"username", "jti"}
+)
+#: Fields the rules read; always kept, so that a cached answer can be checked again.
+RULE_FIELDS = frozenset(
+    {"active", "scope", "client_id", "sub", "exp", "nbf", "aud", "iss", "token_type"}
+)
+
 Profile = Literal["rfc9068", "jwt"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
 
 def is_loopback(host: str) -> bool:
@@ -54,6 +76,8 @@ def url_problem(url: object) -> str | None:
     """Why ``url`` may not be used to reach the authorization server, or ``None``."""
     if not isinstance(url, str):
         return "must be a string"
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return "must be printable ASCII without spaces"
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -64,7 +88,7 @@ def url_problem(url: object) -> str | None:
         return "has no host"
     if parts.username is not None or parts.password is not None:
         return "must not carry credentials"
-    if parts.fragment:
+    if parts.fragment or "#" in url:
         return "must not have a fragment"
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
         return None
@@ -95,7 +119,7 @@ def check_count(field: str, value: object, low: int = 1) -> int:
 def check_strings(field: str, value: object) -> tuple[str, ...]:
     """A non-empty string, or a non-empty collection of them, as a tuple."""
     items = (value,) if isinstance(value, str) else value
-    if not isinstance(items, Iterable):
+    if not isinstance(items, Iterable) or isinstance(items, Mapping):
         raise ConfigurationError(f"{field} must be a string or a list of strings")
     result = tuple(items)
     if not result or not all(isinstance(item, str) and item for item in result):
@@ -130,10 +154,26 @@ class Settings:
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     verified_cache_size: int = DEFAULT_VERIFIED_CACHE_SIZE
+    introspection_endpoint: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = field(default=None, repr=False)
+    introspection_auth: AuthMethod = "client_secret_basic"
+    introspect_all: bool = False
+    introspection_ttl: float = DEFAULT_INTROSPECTION_TTL
+    introspection_negative_ttl: float = DEFAULT_INTROSPECTION_NEGATIVE_TTL
+    introspection_cache_size: int = DEFAULT_INTROSPECTION_CACHE_SIZE
+    introspection_rate: float = DEFAULT_INTROSPECTION_RATE
+    introspection_burst: int = DEFAULT_INTROSPECTION_BURST
+    introspection_fields: frozenset[str] = DEFAULT_INTROSPECTION_FIELDS
+
+    @property
+    def introspection(self) -> bool:
+        """Whether opaque tokens are introspected (client credentials are configured)."""
+        return self.client_id is not None
 
     def __post_init__(self) -> None:
         check_url("issuer", self.issuer)
-        if urlsplit(self.issuer).query:
+        if "?" in self.issuer:
             raise ConfigurationError("issuer must not have a query (RFC 8414 §2)")
         set_ = object.__setattr__
         set_(self, "audience", check_strings("audience", self.audience))
@@ -150,3 +190,29 @@ class Settings:
         set_(self, "http_timeout", check_number("http_timeout", self.http_timeout, 0.01, 300))
         check_count("max_response_bytes", self.max_response_bytes, 1024)
         check_count("verified_cache_size", self.verified_cache_size, 0)
+        self._check_introspection()
+
+    def _check_introspection(self) -> None:
+        set_ = object.__setattr__
+        if self.introspection_endpoint is not None:
+            check_url("introspection_endpoint", self.introspection_endpoint)
+        if self.client_id is not None and (
+            not isinstance(self.client_id, str) or not self.client_id
+        ):
+            raise ConfigurationError("client_id must be a non-empty string")
+        if self.client_id is not None and self.client_secret is None:
+            raise ConfigurationError(
+                "client_secret (or client_secret_file) is required with client_id"
+            )
+        if self.client_id is None and (self.introspection_endpoint or self.introspect_all):
+            raise ConfigurationError("introspection needs client_id and client_secret")
+        if self.introspection_auth not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError(
+                "introspection_auth must be client_secret_basic or client_secret_post"
+            )
+        for name in ("introspection_ttl", "introspection_negative_ttl", "introspection_rate"):
+            set_(self, name, check_number(name, getattr(self, name), 0))
+        check_count("introspection_cache_size", self.introspection_cache_size, 0)
+        check_count("introspection_burst", self.introspection_burst, 1)
+        fields = check_strings("introspection_fields", self.introspection_fields)
+        set_(self, "introspection_fields", frozenset(fields) | RULE_FIELDS)

@@ -66,6 +66,9 @@ class Discovery:
             logger.warning("metadata refresh for %s failed; keeping the last one", self.issuer)
             return self._metadata
 
+    async def aclose(self) -> None:
+        await self._flight.aclose()
+
     async def _fetch(self) -> dict[str, Any]:
         error: FetchError | None = None
         for url in metadata_urls(self.issuer):

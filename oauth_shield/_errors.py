@@ -17,6 +17,7 @@ token or of a server's answer can ever reach one.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from enum import StrEnum
@@ -106,6 +107,9 @@ class MissingTokenError(AuthError):
     status_code = 401
     _default_description = "Authentication required"
 
+    def www_authenticate(self, realm: str | None = None) -> str:
+        return render_challenge(realm=realm)
+
 
 class InvalidRequestError(AuthError):
     """The request itself is malformed (RFC 6750 §3.1 ``invalid_request``)."""
@@ -141,7 +145,7 @@ class InsufficientScopeError(AuthError):
 
     def __init__(self, scopes: Iterable[str]) -> None:
         super().__init__(Reason.INSUFFICIENT_SCOPE)
-        self.scopes: tuple[str, ...] = tuple(sorted(scopes))
+        self.scopes: tuple[str, ...] = tuple(sorted(_scope_list(scopes)))
 
     def __repr__(self) -> str:
         return f"InsufficientScopeError(scopes={self.scopes!r})"
@@ -159,9 +163,9 @@ class TemporarilyUnavailableError(AuthError):
     status_code = 503
     _default_description = "The access token cannot be checked right now"
 
-    def __init__(self, reason: Reason, retry_after: int = 5) -> None:
+    def __init__(self, reason: Reason, retry_after: float = 5) -> None:
         super().__init__(reason)
-        self.retry_after = max(1, int(retry_after))
+        self.retry_after = int(min(max(retry_after, 1), 3600)) if math.isfinite(retry_after) else 5
 
     def headers(self, realm: str | None = None) -> dict[str, str]:
         return {**super().headers(realm), "Retry-After": str(self.retry_after)}
@@ -183,6 +187,11 @@ def is_quotable(value: str) -> bool:
     return _QUOTABLE.fullmatch(value) is not None
 
 
+def _scope_list(scopes: Iterable[str]) -> list[str]:
+    """A space-separated string is a list of scopes, never a sequence of characters."""
+    return scopes.split(" ") if isinstance(scopes, str) else list(scopes)
+
+
 def render_challenge(
     *,
     realm: str | None = None,
@@ -199,7 +208,7 @@ def render_challenge(
     for name, value in (("realm", realm), ("error", error), ("error_description", description)):
         if value is not None and is_quotable(value):
             params.append(f'{name}="{value}"')
-    scopes = [s for s in scope if is_scope_token(s)]
+    scopes = [s for s in _scope_list(scope) if is_scope_token(s)]
     if scopes:
         params.append(f'scope="{" ".join(scopes)}"')
     return "Bearer " + ", ".join(params) if params else "Bearer"

@@ -73,11 +73,12 @@ def b64url_decode(segment: str) -> bytes | None:
     if tail and (tail == 1 or segment[-1] not in _CANONICAL_LAST[tail]):
         return None
     try:
-        # Non-ASCII text encodes to bytes outside the alphabet, which strict mode refuses.
+        # Non-ASCII text encodes to bytes outside the alphabet, which strict mode refuses;
+        # text that cannot be encoded at all (lone surrogates) raises UnicodeEncodeError.
         return binascii.a2b_base64(
             segment.encode().translate(_FROM_URLSAFE) + _PADDING[tail], strict_mode=True
         )
-    except binascii.Error:
+    except ValueError:  # binascii.Error and UnicodeEncodeError
         return None
 
 

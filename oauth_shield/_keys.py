@@ -6,9 +6,13 @@ asymmetric signature key we may use: unknown ``kty`` or ``oct``; ``use`` other t
 ``key_ops`` without ``verify``; an ``alg`` outside the allowlist; RSA under 2048 bits; a curve
 that fits none of the allowed algorithms; anything that does not import cleanly.
 
+Also skipped: RSA moduli with the ROCA fingerprint (CVE-2017-15361): their private keys can be
+computed from the public ones, so a signature by them proves nothing.
+
 Selection (RFC 7515 §4.1.4, RFC 8725 §3.10): the token's ``kid`` and ``alg`` pick exactly one
-key. Two candidates for the same ``kid`` and ``alg`` are ambiguous and verify nothing. A token
-without ``kid`` is accepted only when a single key in the set fits its ``alg``.
+key. Two different keys for the same ``kid`` and ``alg`` are ambiguous and verify nothing (the
+same key published twice is one key). A token without ``kid`` is accepted only when a single
+key in the set fits its ``alg``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from ._errors import Reason
-from ._jose import Verifier, make_verifier
+from ._jose import Verifier, b64url_decode, make_verifier
 
 #: A real issuer publishes a handful of keys; more is a broken or hostile key set.
 MAX_KEYS = 100
@@ -68,14 +71,19 @@ def import_key_set(document: Mapping[str, Any], algorithms: frozenset[str]) -> K
     entries = document.get("keys")
     if not isinstance(entries, list) or len(entries) > MAX_KEYS:
         return None
-    candidates: defaultdict[tuple[str | None, str], list[Verifier]] = defaultdict(list)
+    # slot -> {thumbprint: verifier}: the same key twice is one candidate, not two.
+    candidates: defaultdict[tuple[str | None, str], dict[str, Verifier]] = defaultdict(dict)
     kids: set[str] = set()
     thumbprints: set[str] = set()
     skipped: list[tuple[object, str]] = []
     for jwk in entries:
-        imported = _import_key(jwk, algorithms)
+        try:
+            imported = _import_key(jwk, algorithms)
+        except Exception:  # one hostile entry must never cost us the rest of the set
+            imported = "malformed"
         if isinstance(imported, str):
-            skipped.append((jwk.get("kid") if isinstance(jwk, dict) else None, imported))
+            kid = jwk.get("kid") if isinstance(jwk, dict) else None
+            skipped.append((kid if isinstance(kid, str) else None, imported))
             continue
         kid, thumbprint, verifiers = imported
         thumbprints.add(thumbprint)
@@ -83,10 +91,10 @@ def import_key_set(document: Mapping[str, Any], algorithms: frozenset[str]) -> K
             kids.add(kid)
         for alg, verifier in verifiers.items():
             if kid is not None:
-                candidates[kid, alg].append(verifier)
-            candidates[None, alg].append(verifier)
+                candidates[kid, alg][thumbprint] = verifier
+            candidates[None, alg][thumbprint] = verifier
     index: dict[tuple[str | None, str], Verifier | Reason] = {
-        slot: found[0] if len(found) == 1 else Reason.AMBIGUOUS_KEY
+        slot: next(iter(found.values())) if len(found) == 1 else Reason.AMBIGUOUS_KEY
         for slot, found in candidates.items()
     }
     return KeySet(index, frozenset(kids), frozenset(thumbprints), tuple(skipped))
@@ -99,7 +107,7 @@ def _import_key(
     if not isinstance(jwk, dict):
         return "not an object"
     kty = jwk.get("kty")
-    if kty not in _KEY_TYPES:
+    if type(kty) is not str or kty not in _KEY_TYPES:
         return "unsupported kty"
     if jwk.get("use", "sig") != "sig":
         return "use is not sig"
@@ -118,14 +126,20 @@ def _import_key(
     if not usable:
         return "no allowed algorithm fits"
     public = {"kty": kty} | {name: jwk[name] for name in _PUBLIC_MEMBERS[kty] if name in jwk}
+    if kty == "RSA":  # judged before joserfc sees the key (it warns about small ones)
+        modulus = b64url_decode(public["n"]) if isinstance(public.get("n"), str) else None
+        if modulus is None:
+            return "malformed n"
+        if int.from_bytes(modulus, "big").bit_length() < MIN_RSA_BITS:
+            return "RSA key under 2048 bits"
+        if has_roca_fingerprint(int.from_bytes(modulus, "big")):
+            return "RSA key with the ROCA fingerprint (CVE-2017-15361)"
     try:
         key = _KEY_TYPES[kty].import_key(public)
         native = key.public_key
         thumbprint = key.thumbprint()
     except Exception:  # a hostile key set can make any importer raise anything
         return "does not import"
-    if isinstance(native, rsa.RSAPublicKey) and native.key_size < MIN_RSA_BITS:
-        return "RSA key under 2048 bits"
     verifiers = {alg: v for alg in usable if (v := make_verifier(alg, native)) is not None}
     if not verifiers:
         return "no allowed algorithm fits"
@@ -133,3 +147,23 @@ def _import_key(
 
 
 _NONE: frozenset[str] = frozenset()
+
+
+def _subgroup_mask(prime: int, generator: int = 65537) -> int:
+    """Bitmask of the residues that powers of ``generator`` take modulo ``prime``."""
+    mask, value = 0, 1
+    while not mask >> value & 1:
+        mask |= 1 << value
+        value = value * generator % prime
+    return mask
+
+
+# ROCA primes are k * M + (65537^a mod M) with M a primorial, so every such modulus lies in the
+# subgroup generated by 65537 modulo each small prime of M (Nemec et al., CCS 2017).
+_ROCA_PRIMES = [p for p in range(3, 168) if all(p % d for d in range(2, int(p**0.5) + 1))]
+_ROCA_MASKS = [(p, _subgroup_mask(p)) for p in _ROCA_PRIMES]
+
+
+def has_roca_fingerprint(modulus: int) -> bool:
+    """Whether an RSA modulus was made by the flawed Infineon generator (CVE-2017-15361)."""
+    return all(mask >> (modulus % prime) & 1 for prime, mask in _ROCA_MASKS)

@@ -165,8 +165,10 @@ class RemoteKeySet:
             raise InvalidTokenError(Reason.UNKNOWN_KID)
         state = self._state
         if state.keys is None or self._monotonic() >= state.stale_until:
-            retry = math.ceil(state.next_fetch_at - self._monotonic())
-            raise TemporarilyUnavailableError(Reason.KEYS_UNAVAILABLE, retry_after=retry)
+            retry = state.next_fetch_at - self._monotonic()
+            raise TemporarilyUnavailableError(
+                Reason.KEYS_UNAVAILABLE, retry_after=math.ceil(max(retry, 1))
+            )
         found = state.keys.select(kid, alg)
         if isinstance(found, Reason):
             raise InvalidTokenError(found)
@@ -180,13 +182,17 @@ class RemoteKeySet:
         seq = self._seq
         started = self._monotonic()
         try:
-            url = self._settings.jwks_uri or await self._discovery.endpoint("jwks_uri")
-            response = await self._http.get_json(url)
+            async with asyncio.timeout(self._settings.http_timeout):  # one budget for it all
+                url = self._settings.jwks_uri or await self._discovery.endpoint("jwks_uri")
+                response = await self._http.get_json(url)
             keys = import_key_set(response.data, self._settings.algorithms)
             if keys is None or not keys.index:
                 raise FetchError("no_usable_keys")
         except FetchError as error:
             self._failed(seq, error.kind)
+            return
+        except TimeoutError:
+            self._failed(seq, "timeout")
             return
         except Exception:  # a bug must not leave the key set without a verdict
             logger.exception("key set fetch failed unexpectedly")

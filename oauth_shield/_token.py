@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 
@@ -41,9 +42,14 @@ class AccessToken:
     expires_at: datetime | None
     """``exp`` as an aware UTC datetime (``None`` only for introspected tokens without ``exp``)."""
     claims: Mapping[str, Any] = field(repr=False)
-    """Every claim, read-only. For introspected tokens, only the allowlisted fields."""
+    """Every claim, read-only all the way down (lists become tuples). For introspected tokens,
+    only the allowlisted fields. :meth:`to_dict` gives a plain copy, e.g. for JSON."""
     fingerprint: str = ""
     """A short one-way fingerprint of the token for logs (see :func:`fingerprint`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The claims as plain, mutable JSON types (a deep copy)."""
+        return {name: _thaw(value) for name, value in self.claims.items()}
 
     def has_scopes(self, scopes: Iterable[str]) -> bool:
         """Whether every scope in ``scopes`` was granted (case-sensitive, token by token)."""
@@ -56,3 +62,35 @@ class AccessToken:
             f"scopes={sorted(self.scopes)!r}, expires_at={expires!r}, "
             f"fingerprint={self.fingerprint!r})"
         )
+
+
+def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:
+    """A read-only view of ``claims``, read-only all the way down.
+
+    The result is shared by every request that presents the same token (the caches hand out
+    one object), so no view may be able to change what another one sees. ``claims`` itself is
+    left as it is; it is copied only when it holds a list or an object.
+    """
+    frozen = claims
+    for name, value in claims.items():
+        if type(value) is list or type(value) is dict:
+            if frozen is claims:
+                frozen = dict(claims)
+            frozen[name] = _freeze(value)
+    return MappingProxyType(frozen)
+
+
+def _freeze(value: Any) -> Any:
+    if type(value) is list:
+        return tuple(_freeze(item) for item in value)
+    if type(value) is dict:
+        return MappingProxyType({name: _freeze(item) for name, item in value.items()})
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if type(value) is tuple:
+        return [_thaw(item) for item in value]
+    if type(value) is MappingProxyType:
+        return {name: _thaw(item) for name, item in value.items()}
+    return value

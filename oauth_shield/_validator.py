@@ -11,6 +11,7 @@ caller's thread and sends only the second half to the event loop.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import NamedTuple, Self
@@ -22,12 +23,14 @@ from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
-from ._config import Profile, Settings
+from ._config import AuthMethod, Profile, Settings
 from ._discovery import Discovery
 from ._errors import AuthError, InvalidTokenError, Reason
 from ._http import HTTPClient
+from ._introspector import Introspector
 from ._jose import CompactJWS, Header, Verifier, parse_compact
 from ._keyset import Need, RemoteKeySet
+from ._secret import Secret, as_secret
 from ._token import AccessToken, fingerprint, text_fingerprint, token_digest
 
 logger = logging.getLogger("oauth_shield.validator")
@@ -36,12 +39,23 @@ logger = logging.getLogger("oauth_shield.validator")
 MAX_KNOWN_HEADERS = 64
 
 
-class _Pending(NamedTuple):
-    """What the local half could not finish without the network."""
+class _NeedKeys(NamedTuple):
+    """A JWT whose key must first come from the network."""
 
     jws: CompactJWS
     digest: bytes
     need: Need
+
+
+class _NeedIntrospection(NamedTuple):
+    """An opaque token the authorization server must judge."""
+
+    token: str
+    digest: bytes
+    introspector: Introspector
+
+
+_Pending = _NeedKeys | _NeedIntrospection
 
 
 class TokenValidator:
@@ -89,6 +103,18 @@ class TokenValidator:
         http_timeout: float = defaults.DEFAULT_HTTP_TIMEOUT,
         max_response_bytes: int = defaults.DEFAULT_MAX_RESPONSE_BYTES,
         verified_cache_size: int = defaults.DEFAULT_VERIFIED_CACHE_SIZE,
+        introspection_endpoint: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | Secret | None = None,
+        client_secret_file: str | os.PathLike[str] | None = None,
+        introspection_auth: AuthMethod = "client_secret_basic",
+        introspect_all: bool = False,
+        introspection_ttl: float = defaults.DEFAULT_INTROSPECTION_TTL,
+        introspection_negative_ttl: float = defaults.DEFAULT_INTROSPECTION_NEGATIVE_TTL,
+        introspection_cache_size: int = defaults.DEFAULT_INTROSPECTION_CACHE_SIZE,
+        introspection_rate: float = defaults.DEFAULT_INTROSPECTION_RATE,
+        introspection_burst: int = defaults.DEFAULT_INTROSPECTION_BURST,
+        introspection_fields: Iterable[str] = defaults.DEFAULT_INTROSPECTION_FIELDS,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -106,6 +132,17 @@ class TokenValidator:
             http_timeout=http_timeout,
             max_response_bytes=max_response_bytes,
             verified_cache_size=verified_cache_size,
+            introspection_endpoint=introspection_endpoint,
+            client_id=client_id,
+            client_secret=as_secret(client_secret, client_secret_file, "client_secret"),
+            introspection_auth=introspection_auth,
+            introspect_all=introspect_all,
+            introspection_ttl=introspection_ttl,
+            introspection_negative_ttl=introspection_negative_ttl,
+            introspection_cache_size=introspection_cache_size,
+            introspection_rate=introspection_rate,
+            introspection_burst=introspection_burst,
+            introspection_fields=introspection_fields,  # type: ignore[arg-type]
         )
         self._clock: Clock = clock or SystemClock()
         self._http = HTTPClient(
@@ -120,6 +157,11 @@ class TokenValidator:
             self._discovery,
             monotonic=self._clock.monotonic,
             on_keys_removed=self._verified.clear,
+        )
+        self._introspector = (
+            Introspector(self.settings, self._http, self._discovery, self._clock)
+            if self.settings.introspection
+            else None
         )
 
     def __repr__(self) -> str:
@@ -144,6 +186,9 @@ class TokenValidator:
     async def aclose(self) -> None:
         """Stop background work and close connections to the issuer."""
         await self._keys.aclose()
+        if self._introspector is not None:
+            await self._introspector.aclose()
+        await self._discovery.aclose()
         await self._http.aclose()
 
     # --- validation ------------------------------------------------------------------
@@ -179,18 +224,31 @@ class TokenValidator:
         cached = self._verified.get(digest, now)
         if cached is not None:
             return grant(cached, required)
-        jws = parse_compact(token, self.settings.algorithms, self._known_headers)
+        introspector = self._introspector
+        if introspector is not None and (judged := introspector.lookup(digest)) is not None:
+            return grant(judged, required)
+        jws = (
+            None
+            if self.settings.introspect_all
+            else parse_compact(token, self.settings.algorithms, self._known_headers)
+        )
         if jws is None:
+            # Not shaped like a JWS (or every token is introspected): only the server can tell.
             if not is_b64token(token):
                 raise InvalidTokenError(Reason.MALFORMED_TOKEN)
-            raise InvalidTokenError(Reason.UNSUPPORTED_TOKEN)
+            if introspector is None:
+                raise InvalidTokenError(Reason.UNSUPPORTED_TOKEN)
+            return _NeedIntrospection(token, digest, introspector)
         found = self._keys.lookup(jws.header.kid, jws.header.alg)
         if isinstance(found, Need):
-            return _Pending(jws, digest, found)
+            return _NeedKeys(jws, digest, found)
         return self._finish(jws, found, digest, required, now)
 
     async def _check_remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
         """The half that waits for the network, then finishes like the local half."""
+        if isinstance(pending, _NeedIntrospection):
+            judged = await pending.introspector.introspect(pending.token, pending.digest)
+            return grant(judged, required)
         header = pending.jws.header
         verify = await self._keys.resolve(header.kid, header.alg, pending.need)
         return self._finish(pending.jws, verify, pending.digest, required, self._clock.time())
@@ -206,8 +264,13 @@ class TokenValidator:
         if not verify(jws.signing_input, jws.signature):
             raise InvalidTokenError(Reason.BAD_SIGNATURE)
         self._remember_header(jws)
-        token = check_claims(jws.header.params, jws.claims, self.settings, now, fingerprint(digest))
-        self._verified.put(digest, token, jws.claims["exp"] + self.settings.leeway)
+        settings = self.settings
+        token = check_claims(jws.header.params, jws.claims, settings, now, fingerprint(digest))
+        # Remembered until it expires, but re-verified at least once per key-set TTL: a token
+        # whose key has since left the key set must not live on in this cache.
+        self._verified.put(
+            digest, token, min(jws.claims["exp"] + settings.leeway, now + settings.jwks_ttl)
+        )
         return grant(token, required)
 
     def _remember_header(self, jws: CompactJWS) -> None:

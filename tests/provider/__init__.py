@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import httpx
 
-__all__ = ["API_AUDIENCE", "OTHER_AUDIENCE", "CLIENT_IDS", "OIDCProvider"]
+__all__ = ["API_AUDIENCE", "CLIENT_IDS", "OTHER_AUDIENCE", "OIDCProvider"]
 
 API_AUDIENCE = "https://api.example.test"
 OTHER_AUDIENCE = "https://other.example.test"
@@ -84,8 +84,11 @@ class OIDCProvider:
                 return
             npm = shutil.which("npm") or "npm"
             done = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund"], cwd=PROVIDER_DIR,
-                capture_output=True, text=True, timeout=600,
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=PROVIDER_DIR,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             if done.returncode != 0:
                 raise RuntimeError(f"npm ci failed in {PROVIDER_DIR}:\n{done.stderr[-4000:]}")
@@ -98,15 +101,21 @@ class OIDCProvider:
         # A fresh client per process: no keep-alive connections to a dead server.
         self._http = httpx.Client(timeout=10.0)
         env = {
-            **os.environ, "PORT": str(self.port), "CLIENTS_JSON": json.dumps(self.clients),
+            **os.environ,
+            "PORT": str(self.port),
+            "CLIENTS_JSON": json.dumps(self.clients),
             "EXIT_ON_STDIN_EOF": "1",  # node exits if we die without stop()
         }
         # stderr goes to a file: it can never fill a pipe and block node, and we
         # can show its tail when start-up fails.
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(
-            [shutil.which("node") or "node", "server.mjs"], cwd=PROVIDER_DIR, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            [shutil.which("node") or "node", "server.mjs"],
+            cwd=PROVIDER_DIR,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
         )
         line: list[bytes] = []
         stdout = self._proc.stdout
@@ -126,7 +135,9 @@ class OIDCProvider:
             why = f"exited with code {code}" if code is not None else "sent no handshake"
             tail = self._stderr_tail()
             self.stop()
-            raise RuntimeError(f"oidc-provider {why} (limit {START_TIMEOUT:.0f}s); stdout={line!r}\n{tail}")
+            raise RuntimeError(
+                f"oidc-provider {why} (limit {START_TIMEOUT:.0f}s); stdout={line!r}\n{tail}"
+            )
         self.issuer, self.port = info["issuer"], info["port"]
 
     def stop(self) -> None:
@@ -195,8 +206,11 @@ class OIDCProvider:
 
     def revoke(self, token: str, client_id: str) -> None:
         """RFC 7009 revocation by the client the (opaque) token was issued to."""
-        self._post("/token/revocation", client_id=client_id,
-                   data={"token": token, "token_type_hint": "access_token"})
+        self._post(
+            "/token/revocation",
+            client_id=client_id,
+            data={"token": token, "token_type_hint": "access_token"},
+        )
 
     # -- test-only admin endpoints -------------------------------------------
 

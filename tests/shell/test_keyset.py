@@ -286,3 +286,14 @@ async def test_aclose_cancels_a_fetch_in_flight(
     await validator.aclose()
     with pytest.raises((asyncio.CancelledError, AuthError)):
         await pending
+
+
+async def test_discovery_and_key_set_share_one_timeout(
+    gated: ValidatorFactory, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = gated(http_timeout=0.3)
+    gate.delay = 0.2  # each request alone fits in the timeout; both together do not
+    started = asyncio.get_running_loop().time()
+    await refused(validator, issuer.token(), Reason.KEYS_UNAVAILABLE)
+    assert asyncio.get_running_loop().time() - started < 0.6
+    assert issuer.requests["/.well-known/openid-configuration"] == 1

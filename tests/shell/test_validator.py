@@ -273,3 +273,42 @@ async def test_nothing_of_a_refused_token_reaches_the_logs(
     text = log_text(all_logs)
     for token in tokens:
         assert all(piece not in text for piece in secret_pieces(token))
+
+
+async def test_a_cached_token_is_verified_again_after_the_key_set_ttl(
+    make_validator: ValidatorFactory,
+    issuer: LocalIssuer,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    validator = make_validator(jwks_ttl=120)
+    token = issuer.token(exp=int(clock.time()) + 3600)
+    await validator.validate(token)
+    finished = []
+    original = validator._finish
+    monkeypatch.setattr(validator, "_finish", lambda *a: finished.append(1) or original(*a))
+    clock.advance(119)
+    await validator.validate(token)
+    assert finished == []  # answered from the cache
+    clock.advance(1)
+    await validator.validate(token)
+    assert finished == [1]  # checked against the (refreshed) key set again
+
+
+async def test_claims_are_read_only_all_the_way_down(
+    validator: TokenValidator, issuer: LocalIssuer
+) -> None:
+    authorization_details = [{"type": "payment", "actions": ["read"]}]
+    raw = issuer.token(
+        aud=[issuer.audience, "https://other.test"], authorization_details=authorization_details
+    )
+    token = await validator.validate(raw)
+    assert token.claims["aud"] == (issuer.audience, "https://other.test")
+    with pytest.raises(TypeError):
+        token.claims["authorization_details"][0]["actions"] += ("write",)  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        token.claims["aud"].append("x")  # type: ignore[attr-defined]
+    plain = token.to_dict()
+    assert plain["authorization_details"] == authorization_details
+    plain["aud"].append("mine")  # a copy: the shared token is untouched
+    assert (await validator.validate(raw)).claims["aud"] == (issuer.audience, "https://other.test")

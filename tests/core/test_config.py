@@ -1,0 +1,265 @@
+"""Settings validation and named defaults (oauth_shield._config), through ``Settings`` and the
+``TokenValidator`` constructor alike (constructing one does no I/O)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from oauth_shield import ConfigurationError, TokenValidator
+from oauth_shield import _config as config
+from oauth_shield._config import Settings
+from tests.conftest import AUDIENCE, ISSUER
+
+Factory = Callable[..., object]
+FACTORIES = [pytest.param(Settings, id="Settings"), pytest.param(TokenValidator, id="Validator")]
+
+
+def build(factory: Factory, **overrides: Any) -> Any:
+    options: dict[str, Any] = {"issuer": ISSUER, "audience": AUDIENCE, **overrides}
+    return factory(**options)
+
+
+def refused(factory: Factory, field: str, **overrides: Any) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as raised:
+        build(factory, **overrides)
+    assert str(raised.value).startswith(field), str(raised.value)
+    return raised.value
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://issuer.test",
+        "https://issuer.test/",
+        "https://issuer.test/tenant/v2.0",
+        "https://issuer.test:8443/realms/x",
+        "http://localhost",
+        "http://localhost:8080/realms/x",
+        "http://127.0.0.1:9000",
+        "http://127.5.6.7",
+        "http://[::1]:8080",
+    ],
+)
+def test_issuers_accepted(factory: Factory, issuer: str) -> None:
+    assert build(factory, issuer=issuer) is not None
+
+
+ISSUERS_REFUSED = {
+    "http-remote": "http://issuer.test",
+    "http-lookalike-localhost": "http://localhost.evil.test",
+    "http-trailing-dot": "http://localhost.",
+    "http-unspecified": "http://0.0.0.0",
+    "ftp": "ftp://issuer.test",
+    "no-scheme": "issuer.test",
+    "scheme-relative": "//issuer.test",
+    "no-host": "https://",
+    "no-host-path": "https:///path",
+    "opaque": "https:issuer.test",
+    "query": "https://issuer.test?tenant=1",
+    "fragment": "https://issuer.test#x",
+    "fragment-after-path": "https://issuer.test/#x",
+    "userinfo": "https://user@issuer.test",
+    "userinfo-password": "https://user:pw@issuer.test",
+    "empty-userinfo": "https://:@issuer.test",
+    "bad-port": "https://issuer.test:99999",
+    "non-numeric-port": "https://issuer.test:abc",
+    "bad-ipv6": "https://[::1",
+    "empty": "",
+    "none": None,
+    "bytes": b"https://issuer.test",
+    "list": [ISSUER],
+}
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("issuer", ISSUERS_REFUSED.values(), ids=ISSUERS_REFUSED.keys())
+def test_issuers_refused(factory: Factory, issuer: object) -> None:
+    refused(factory, "issuer", issuer=issuer)
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    ["https://issuer.test\n", " https://issuer.test", "https://issuer .test",
+     "https://issuer.test\t/x", "https://issuer.test/\x00"],
+    ids=repr,
+)  # fmt: skip
+def test_issuers_with_whitespace_or_controls_refused(issuer: str) -> None:
+    refused(Settings, "issuer", issuer=issuer)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    ("audience", "expected"),
+    [(AUDIENCE, (AUDIENCE,)), ([AUDIENCE, "b"], (AUDIENCE, "b")), (("a",), ("a",))],
+    ids=["string", "list", "tuple"],
+)
+def test_audience_normalised(factory: Factory, audience: Any, expected: tuple[str, ...]) -> None:
+    made = build(factory, audience=audience)
+    assert (made if factory is Settings else made.settings).audience == expected
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    "audience",
+    ["", [], [""], [AUDIENCE, ""], [AUDIENCE, 1], [None], None, 1, b"api", [b"api"]],
+    ids=repr,
+)
+def test_audience_refused(factory: Factory, audience: object) -> None:
+    refused(factory, "audience", audience=audience)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    "algorithms",
+    [["HS256"], ["HS384"], ["HS512"], ["hs256"], ["Hs256"], ["none"], ["NONE"], ["None"],
+     ["RS256", "HS256"], "HS256", "none"],
+    ids=repr,
+)  # fmt: skip
+def test_algorithms_that_can_never_be_enabled(factory: Factory, algorithms: Any) -> None:
+    error = refused(factory, "algorithms", algorithms=algorithms)
+    assert "can never be enabled" in str(error)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    "algorithms",
+    [["RS1"], ["ES256K"], ["rs256"], ["RS256 "], ["A256GCM"], ["RSA-OAEP"], ["dir"]],
+    ids=repr,
+)
+def test_unknown_algorithms(factory: Factory, algorithms: Any) -> None:
+    error = refused(factory, "algorithms", algorithms=algorithms)
+    assert "not supported" in str(error)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("algorithms", [[], "", [1], None, 256], ids=repr)
+def test_malformed_algorithms(factory: Factory, algorithms: Any) -> None:
+    refused(factory, "algorithms", algorithms=algorithms)
+
+
+def test_algorithms_normalised() -> None:
+    assert Settings(issuer=ISSUER, audience="a", algorithms="ES256").algorithms == {"ES256"}
+    assert Settings(issuer=ISSUER, audience="a", algorithms=["ES256", "ES256"]).algorithms == {
+        "ES256"
+    }
+    everything = Settings(issuer=ISSUER, audience="a", algorithms=config.SUPPORTED_ALGORITHMS)
+    assert everything.algorithms == config.SUPPORTED_ALGORITHMS
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    "leeway", [-1, -0.001, 300.001, 301, math.nan, math.inf, True, False, "30", None], ids=repr
+)
+def test_leeway_refused(factory: Factory, leeway: object) -> None:
+    refused(factory, "leeway", leeway=leeway)
+
+
+@pytest.mark.parametrize("leeway", [0, 0.5, 30, 300])
+def test_leeway_accepted(leeway: float) -> None:
+    made = build(Settings, leeway=leeway)
+    assert made.leeway == leeway
+    assert type(made.leeway) is float
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    "jwks_uri",
+    ["http://issuer.test/jwks", "ftp://issuer.test/jwks", "https://", "/jwks", "",
+     "https://u:p@issuer.test/jwks", "https://issuer.test/jwks#x", 1],
+    ids=repr,
+)  # fmt: skip
+def test_jwks_uri_refused(factory: Factory, jwks_uri: object) -> None:
+    refused(factory, "jwks_uri", jwks_uri=jwks_uri)
+
+
+def test_jwks_uri_accepted() -> None:
+    assert build(Settings, jwks_uri="http://127.0.0.1:8000/jwks").jwks_uri is not None
+    assert build(Settings, jwks_uri="https://keys.test/jwks?v=2").jwks_uri is not None
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("profile", ["RFC9068", "JWT", "", None, "rfc7519", ["jwt"]], ids=repr)
+def test_profile_refused(factory: Factory, profile: object) -> None:
+    refused(factory, "profile", profile=profile)
+
+
+TUNING_REFUSED = [
+    ("max_token_size", 255), ("max_token_size", 1000.0), ("max_token_size", True),
+    ("max_token_size", "8192"), ("max_token_size", None),
+    ("jwks_ttl", 0.5), ("jwks_ttl", 0), ("jwks_ttl", math.inf), ("jwks_ttl", math.nan),
+    ("jwks_ttl", True), ("jwks_ttl", "300"),
+    ("jwks_cooldown", -1), ("jwks_cooldown", math.nan), ("jwks_cooldown", None),
+    ("jwks_max_stale", -1), ("jwks_max_stale", math.inf),
+    ("http_timeout", 0), ("http_timeout", 0.001), ("http_timeout", 300.5), ("http_timeout", -1),
+    ("http_timeout", False),
+    ("max_response_bytes", 1023), ("max_response_bytes", 2048.0), ("max_response_bytes", False),
+    ("verified_cache_size", -1), ("verified_cache_size", 1.5), ("verified_cache_size", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    ("field", "value"), TUNING_REFUSED, ids=[f"{f}={v!r}" for f, v in TUNING_REFUSED]
+)
+def test_tuning_fields_refused(factory: Factory, field: str, value: object) -> None:
+    refused(factory, field, **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_token_size", 256), ("jwks_ttl", 1), ("jwks_cooldown", 0), ("jwks_max_stale", 0),
+     ("http_timeout", 0.01), ("http_timeout", 300), ("max_response_bytes", 1024),
+     ("verified_cache_size", 0)],
+)  # fmt: skip
+def test_tuning_fields_at_their_bounds(field: str, value: float) -> None:
+    assert getattr(build(Settings, **{field: value}), field) == value
+
+
+def test_defaults() -> None:
+    settings = Settings(issuer=ISSUER, audience=AUDIENCE)
+    assert settings.algorithms == frozenset(config.DEFAULT_ALGORITHMS)
+    assert settings.algorithms == {"RS256", "PS256", "ES256", "EdDSA"}
+    assert settings.leeway == config.DEFAULT_LEEWAY == 30.0
+    assert settings.jwks_uri is None
+    assert settings.profile == "rfc9068"
+    assert settings.max_token_size == config.DEFAULT_MAX_TOKEN_SIZE == 8192
+    assert settings.jwks_ttl == config.DEFAULT_JWKS_TTL == 300.0
+    assert settings.jwks_cooldown == config.DEFAULT_JWKS_COOLDOWN == 30.0
+    assert settings.jwks_max_stale == config.DEFAULT_JWKS_MAX_STALE == 86400.0
+    assert settings.http_timeout == config.DEFAULT_HTTP_TIMEOUT == 5.0
+    assert settings.max_response_bytes == config.DEFAULT_MAX_RESPONSE_BYTES == 256 * 1024
+    assert settings.verified_cache_size == config.DEFAULT_VERIFIED_CACHE_SIZE == 10_000
+    assert config.MAX_LEEWAY == 300.0
+
+
+def test_validator_uses_the_same_defaults() -> None:
+    assert TokenValidator(issuer=ISSUER, audience=AUDIENCE).settings == Settings(
+        issuer=ISSUER, audience=AUDIENCE
+    )
+
+
+def test_supported_algorithms_are_asymmetric_only() -> None:
+    assert set(config.DEFAULT_ALGORITHMS) <= config.SUPPORTED_ALGORITHMS
+    for name in config.SUPPORTED_ALGORITHMS:
+        assert name[:2] in ("RS", "PS", "ES", "Ed"), name
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings(issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(AttributeError):
+        settings.issuer = "https://evil.test"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("127.0.0.1", True), ("127.255.255.254", True), ("::1", True),
+     ("LOCALHOST", False), ("localhost.", False), ("0.0.0.0", False), ("::", False),
+     ("10.0.0.1", False), ("example.test", False), ("", False)],
+)  # fmt: skip
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert config.is_loopback(host) is loopback

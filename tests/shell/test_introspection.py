@@ -1,0 +1,430 @@
+"""Opaque tokens through RFC 7662 introspection: routing, hostile answers, single-flight,
+the caches and what they hold, the rate limit on misses, and secret hygiene."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from oauth_shield import (
+    ConfigurationError,
+    InvalidTokenError,
+    Reason,
+    Secret,
+    TemporarilyUnavailableError,
+    TokenValidator,
+)
+from oauth_shield.testing import LocalIssuer
+from tests.conftest import FrozenClock, ValidatorFactory, log_text, refused
+
+from .conftest import GatedTransport, settle
+
+CLIENT_ID = "resource-server"
+SECRET = "canary-secret-" + secrets.token_hex(8) + ":+/%"
+
+Make = Callable[..., TokenValidator]
+
+
+@pytest.fixture
+def introspecting(gated: ValidatorFactory, issuer: LocalIssuer) -> Make:
+    issuer.clients[CLIENT_ID] = SECRET
+
+    def make(**overrides: object) -> TokenValidator:
+        options: dict[str, object] = {"client_id": CLIENT_ID, "client_secret": SECRET}
+        return gated(**(options | overrides))
+
+    return make
+
+
+def calls(issuer: LocalIssuer) -> int:
+    return issuer.requests["/introspect"]
+
+
+# --- routing -------------------------------------------------------------------------------
+
+
+async def test_an_opaque_token_is_introspected(introspecting: Make, issuer: LocalIssuer) -> None:
+    token = await introspecting().validate(issuer.opaque_token(scope="read write"), ["write"])
+    assert (token.subject, token.client_id, token.scopes) == (
+        "user-1",
+        "client-1",
+        {"read", "write"},
+    )
+    assert calls(issuer) == 1
+    assert issuer.requests["/jwks"] == 0  # the endpoint came from the metadata; no key set needed
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+async def test_both_client_authentication_methods(
+    introspecting: Make, issuer: LocalIssuer, method: str
+) -> None:
+    assert await introspecting(introspection_auth=method).validate(issuer.opaque_token())
+
+
+async def test_a_jwt_is_validated_locally_never_introspected(
+    introspecting: Make, issuer: LocalIssuer
+) -> None:
+    validator = introspecting()
+    await validator.validate(issuer.token())
+    await refused(validator, issuer.token()[:-4] + "AAAA", Reason.BAD_SIGNATURE)  # not "rescued"
+    await refused(validator, issuer.token(aud="x"), Reason.AUDIENCE_MISMATCH)
+    assert calls(issuer) == 0
+
+
+async def test_introspect_all_sends_every_token(introspecting: Make, issuer: LocalIssuer) -> None:
+    jwt = issuer.token()
+    issuer.opaque[jwt] = {"active": True, **issuer.claims(sub="from-introspection")}
+    token = await introspecting(introspect_all=True).validate(jwt)
+    assert token.subject == "from-introspection"
+    assert calls(issuer) == 1
+
+
+@pytest.mark.parametrize(
+    "token", ["has space", 'quote"d', "semi;colon", "a=b", "tab\tbed", "{json}", "x" * 9000, "é"]
+)
+async def test_malformed_opaque_tokens_never_reach_the_server(
+    introspecting: Make, issuer: LocalIssuer, token: str
+) -> None:
+    await refused(introspecting(), token)
+    assert calls(issuer) == 0
+
+
+async def test_an_explicit_endpoint(introspecting: Make, issuer: LocalIssuer) -> None:
+    validator = introspecting(introspection_endpoint=f"{issuer.issuer}/introspect")
+    assert await validator.validate(issuer.opaque_token())
+    assert issuer.requests["/.well-known/openid-configuration"] == 0
+
+
+# --- hostile answers -----------------------------------------------------------------------
+
+
+def respond(
+    issuer: LocalIssuer, response: httpx.Response | Callable[[], httpx.Response]
+) -> Callable[..., httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/introspect":
+            return issuer.handle(request)
+        issuer.requests["/introspect"] += 1
+        return response() if callable(response) else response
+
+    return handler
+
+
+BODY_CANARY = "server-body-canary-7f3a"
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "reason"),
+    [
+        (
+            httpx.Response(401, json={"error": "invalid_client", "x": BODY_CANARY}),
+            InvalidTokenError,
+            Reason.INTROSPECTION_FAILED,
+        ),
+        (httpx.Response(400, text=BODY_CANARY), InvalidTokenError, Reason.INTROSPECTION_FAILED),
+        (
+            httpx.Response(500, text=BODY_CANARY),
+            TemporarilyUnavailableError,
+            Reason.INTROSPECTION_UNAVAILABLE,
+        ),
+        (
+            httpx.Response(503, text=BODY_CANARY),
+            TemporarilyUnavailableError,
+            Reason.INTROSPECTION_UNAVAILABLE,
+        ),
+        (
+            httpx.Response(200, text=f"<html>{BODY_CANARY}</html>"),
+            InvalidTokenError,
+            Reason.INTROSPECTION_FAILED,
+        ),
+        (
+            httpx.Response(200, text='{"active": true'),
+            InvalidTokenError,
+            Reason.INTROSPECTION_FAILED,
+        ),
+        (
+            httpx.Response(200, text='{"active": true, "active": false}'),
+            InvalidTokenError,
+            Reason.INTROSPECTION_FAILED,
+        ),
+        (
+            httpx.Response(200, text='{"active": true, "x": ' + "[" * 100 + "]" * 100 + "}"),
+            InvalidTokenError,
+            Reason.INTROSPECTION_FAILED,
+        ),
+        (
+            httpx.Response(200, text='{"active": true, "pad": "' + "x" * 300_000 + '"}'),
+            InvalidTokenError,
+            Reason.INTROSPECTION_FAILED,
+        ),
+        (httpx.Response(200, text="[true]"), InvalidTokenError, Reason.INTROSPECTION_FAILED),
+        (
+            httpx.Response(302, headers={"Location": "https://attacker.test/introspect"}),
+            InvalidTokenError,
+            Reason.INTROSPECTION_FAILED,
+        ),
+        (
+            httpx.Response(200, json={"active": "true", "sub": BODY_CANARY}),
+            InvalidTokenError,
+            Reason.INACTIVE,
+        ),
+        (httpx.Response(200, json={}), InvalidTokenError, Reason.INACTIVE),
+    ],
+    ids=[
+        "401",
+        "400",
+        "500",
+        "503",
+        "html",
+        "truncated",
+        "duplicate-active",
+        "deep",
+        "huge",
+        "array",
+        "redirect",
+        "active-string",
+        "empty",
+    ],
+)
+async def test_hostile_answers_never_let_a_token_through(
+    introspecting: Make,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    all_logs: pytest.LogCaptureFixture,
+    response: httpx.Response,
+    error: type[Exception],
+    reason: Reason,
+) -> None:
+    gate.failure = respond(issuer, response)
+    caught = await refused(introspecting(), issuer.opaque_token(), reason, caplog=all_logs)
+    assert isinstance(caught, error)
+    said = json.dumps(caught.body()) + caught.www_authenticate() + log_text(all_logs)
+    assert BODY_CANARY not in said  # no body of the server's is relayed, or logged
+
+
+async def test_an_unreachable_server_is_503(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting(introspection_endpoint=f"{issuer.issuer}/introspect")
+    gate.go_down()
+    error = await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+    assert error.status_code == 503
+
+
+async def test_a_slow_server_is_503_after_the_timeout(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting(
+        http_timeout=0.2, introspection_endpoint=f"{issuer.issuer}/introspect"
+    )
+    gate.delay = 3
+    started = asyncio.get_running_loop().time()
+    await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+    assert asyncio.get_running_loop().time() - started < 1.5
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": 1}, Reason.EXPIRED),
+        ({"aud": "https://other.test"}, Reason.AUDIENCE_MISMATCH),
+        ({"iss": "https://other.test"}, Reason.ISSUER_MISMATCH),
+        ({"cnf": {"jkt": "x"}}, Reason.KEY_BOUND),
+    ],
+)
+async def test_active_tokens_that_fail_a_rule(
+    introspecting: Make, issuer: LocalIssuer, claims: dict[str, object], reason: Reason
+) -> None:
+    await refused(introspecting(), issuer.opaque_token(**claims), reason)
+
+
+async def test_scopes_are_enforced_as_for_jwts(introspecting: Make, issuer: LocalIssuer) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token(scope="read")
+    await refused(validator, token, Reason.INSUFFICIENT_SCOPE, scopes=["admin"])
+    assert await validator.validate(token, ["read"])  # from the cache: still one call
+    assert calls(issuer) == 1
+
+
+# --- single-flight and caches ----------------------------------------------------------
+
+
+async def test_n_concurrent_requests_with_one_token_make_one_call(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token()
+    gate.open.clear()
+    tasks = [asyncio.create_task(validator.validate(token)) for _ in range(300)]
+    await settle()
+    gate.open.set()
+    assert len({(await task).fingerprint for task in tasks}) == 1
+    assert calls(issuer) == 1
+
+
+async def test_a_positive_verdict_lives_at_most_the_ttl(
+    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token(exp=int(clock.time()) + 3600)
+    for step in (0, 30, 29):
+        clock.advance(step)
+        await validator.validate(token)
+    assert calls(issuer) == 1
+    clock.advance(2)  # 61 s after the call
+    await validator.validate(token)
+    assert calls(issuer) == 2
+
+
+async def test_a_positive_verdict_never_outlives_the_token(
+    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token(exp=int(clock.time()) + 10)
+    await validator.validate(token)
+    clock.advance(10 + 30)  # exp plus the leeway, well inside the 60 s TTL
+    await refused(validator, token, Reason.EXPIRED)
+    assert calls(issuer) == 1
+
+
+async def test_a_revoked_token_is_refused_once_its_entry_expires(
+    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting(introspection_ttl=5)
+    token = issuer.opaque_token(exp=int(clock.time()) + 3600)
+    await validator.validate(token)
+    issuer.revoke(token)
+    await validator.validate(token)  # cached: revocation is seen within the TTL, not at once
+    clock.advance(5)
+    await refused(validator, token, Reason.INACTIVE)
+
+
+async def test_a_negative_verdict_is_cached_briefly(
+    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting()
+    for _ in range(20):
+        await refused(validator, "inactive-token-abc", Reason.INACTIVE)
+    assert calls(issuer) == 1
+    clock.advance(10)
+    await refused(validator, "inactive-token-abc", Reason.INACTIVE)
+    assert calls(issuer) == 2
+
+
+async def test_server_failures_are_not_cached(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token()
+    gate.failure = respond(issuer, httpx.Response(503))
+    await refused(validator, token, Reason.INTROSPECTION_UNAVAILABLE)
+    gate.come_back()
+    assert await validator.validate(token)
+
+
+async def test_tokens_that_differ_only_at_the_end(introspecting: Make, issuer: LocalIssuer) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token()
+    await validator.validate(token)
+    for twin in (token[:-1] + ("A" if token[-1] != "A" else "B"), token + "A", token[:-1]):
+        await refused(validator, twin, Reason.INACTIVE)
+    assert calls(issuer) == 4
+
+
+async def test_the_caches_hold_digests_and_allowlisted_fields_only(
+    introspecting: Make, issuer: LocalIssuer
+) -> None:
+    validator = introspecting(introspection_cache_size=3)
+    canaries = {
+        "email": "alice-canary@example.com",
+        "api_key": "sk_live_canary_123",
+        "internal_id": "iid-canary",
+    }
+    tokens = [issuer.opaque_token(sub=f"user-{i}", **canaries) for i in range(4)] + [
+        "never-active-1"
+    ]
+    for token in tokens[:4]:
+        await validator.validate(token)
+    await refused(validator, tokens[4], Reason.INACTIVE)
+    stored = validator._introspector.cached()  # type: ignore[union-attr]
+    assert len(stored) == 4  # three positives (bounded) and one negative
+    dump = repr(stored) + repr([dict(v[0].claims) for _, v in stored if isinstance(v, tuple)])
+    for key, _ in stored:
+        assert isinstance(key, bytes) and len(key) == 32
+    for token in tokens:
+        assert token not in dump and token.encode() not in [k for k, _ in stored]
+    for value in canaries.values():
+        assert value not in dump
+
+
+# --- the rate limit on misses --------------------------------------------------------------
+
+
+async def test_a_scan_of_random_tokens_is_bounded(
+    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting(introspection_rate=10, introspection_burst=20)
+    outcomes = []
+    for second in range(3):
+        for _ in range(100):
+            error = await refused(validator, secrets.token_urlsafe(24))
+            outcomes.append(error.reason)
+        clock.advance(1)
+        assert calls(issuer) <= 20 + 10 * second  # the burst, then the rate
+    assert outcomes.count(Reason.RATE_LIMITED) >= 300 - 40
+    assert calls(issuer) == 40
+
+
+async def test_rate_limited_answers_ask_the_client_to_retry(
+    introspecting: Make, issuer: LocalIssuer
+) -> None:
+    validator = introspecting(introspection_rate=0, introspection_burst=1)
+    await refused(validator, "first-unknown-token", Reason.INACTIVE)
+    error = await refused(validator, "second-unknown-token", Reason.RATE_LIMITED)
+    assert error.status_code == 503
+    assert error.headers()["Retry-After"] == "1"
+
+
+# --- configuration and secret hygiene ---------------------------------------------------
+
+
+async def test_client_secret_from_a_file_or_the_environment(
+    introspecting: Make, issuer: LocalIssuer, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "secret"  # type: ignore[operator]
+    path.write_text(SECRET + "\n")
+    assert await introspecting(client_secret=None, client_secret_file=path).validate(
+        issuer.opaque_token()
+    )
+    monkeypatch.setenv("RS_SECRET", SECRET)
+    assert await introspecting(client_secret=Secret.from_env("RS_SECRET")).validate(
+        issuer.opaque_token()
+    )
+    with pytest.raises(ConfigurationError):
+        introspecting(client_secret_file=path)  # both given
+    with pytest.raises(ConfigurationError):
+        introspecting(client_secret=None)  # neither
+
+
+async def test_the_client_secret_is_never_shown(
+    introspecting: Make,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    all_logs: pytest.LogCaptureFixture,
+) -> None:
+    validator = introspecting()
+    seen = [repr(validator), repr(validator.settings), str(validator.settings.client_secret)]
+    await validator.validate(issuer.opaque_token())
+    issuer.clients[CLIENT_ID] = "rotated"  # now the server refuses our credentials
+    error = await refused(
+        validator, issuer.opaque_token(), Reason.INTROSPECTION_FAILED, caplog=all_logs
+    )
+    seen += [repr(error), str(error), error.www_authenticate(), log_text(all_logs)]
+    assert "check client_id and client_secret" in log_text(all_logs)
+    for text in seen:
+        assert SECRET not in text
