@@ -1,7 +1,8 @@
 """Run the benchmarks: ``./run bench [suite ...]``; results go to bench/results/<suite>.json.
 
 Suites: tokens (per-token cost against the floor and peers), introspection (cached and
-uncached opaque tokens, single-flight). See docs/performance.md.
+uncached opaque tokens, single-flight), throughput (protected/unprotected requests per second under
+wrk). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import introspection, tokens
+from bench import introspection, throughput, tokens
 
-SUITES = {"tokens": tokens.suite, "introspection": introspection.suite}
+SUITES = {
+    "tokens": tokens.suite,
+    "introspection": introspection.suite,
+    "throughput": throughput.suite,
+}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("suites", nargs="*", default=list(SUITES), choices=list(SUITES))
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per suite (its default)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     for name in args.suites:
         started = time.time()
-        result = SUITES[name](rounds=args.rounds)
+        result = SUITES[name](**({} if args.rounds is None else {"rounds": args.rounds}))
         record = {
             "suite": name,
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -93,7 +93,7 @@ def _contenders(
 
 
 def suite(
-    *, algorithms: tuple[str, ...] = ("RS256",), n: int = 400, rounds: int = 15
+    *, algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA"), n: int = 400, rounds: int = 15
 ) -> dict[str, Any]:
     issuer = LocalIssuer(algorithms=("RS256", "ES256", "EdDSA"))
     results: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from ._errors import (
     render_challenge,
 )
 from ._secret import Secret
+from ._sync import SyncTokenValidator
 from ._token import AccessToken
 from ._validator import TokenValidator
 
@@ -35,6 +36,7 @@ __all__ = [
     "MissingTokenError",
     "Reason",
     "Secret",
+    "SyncTokenValidator",
     "TemporarilyUnavailableError",
     "TokenValidator",
     "render_challenge",

@@ -1,8 +1,30 @@
-"""Bearer credentials as RFC 6750 defines them (pure)."""
+"""Bearer credentials in HTTP requests, and the answer to a refused one (RFC 6750), pure.
+
+Every adapter extracts the token with :func:`bearer_token` and answers a refusal with
+:func:`error_response`, so the rules below hold the same in Quart, Flask and plain ASGI:
+
+- only the ``Authorization`` header counts by default (RFC 6750 §2.1); its scheme is
+  case-insensitive; query (§2.3) and form-body (§2.2) tokens are accepted only when enabled;
+- a request that carries a token in more than one way, or several ``Authorization`` headers,
+  is ``invalid_request`` (§3.1), whether or not those other ways are enabled;
+- no credentials, or another scheme (``Basic``), get a bare challenge without an error (§3.1);
+- a malformed ``Authorization`` value is ``invalid_request``.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
+
+from ._config import DEFAULT_MAX_TOKEN_SIZE
+from ._errors import (
+    AuthError,
+    InvalidRequestError,
+    InvalidTokenError,
+    MissingTokenError,
+    Reason,
+)
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -11,3 +33,62 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 def is_b64token(value: str) -> bool:
     """Whether ``value`` could be a bearer token at all (RFC 6750 §2.1 ``b64token``)."""
     return _B64TOKEN.fullmatch(value) is not None
+
+
+def bearer_token(
+    authorization: Sequence[str],
+    *,
+    query: Sequence[str] = (),
+    form: Sequence[str] = (),
+    allow_query: bool = False,
+    allow_form: bool = False,
+    max_size: int = DEFAULT_MAX_TOKEN_SIZE,
+) -> str:
+    """The one bearer token a request carries, or the :class:`AuthError` that answers it.
+
+    :param authorization: every ``Authorization`` header value of the request.
+    :param query: every ``access_token`` value in its query string.
+    :param form: every ``access_token`` value in its form-encoded body.
+    """
+    if len(authorization) > 1:
+        raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
+    from_header = _from_header(authorization[0], max_size) if authorization else None
+    if (from_header is not None) + len(query) + len(form) > 1:
+        raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
+    if from_header is not None:
+        return from_header
+    if query and allow_query:
+        return _checked(query[0], max_size)
+    if form and allow_form:
+        return _checked(form[0], max_size)
+    raise MissingTokenError(Reason.OTHER_SCHEME if authorization else Reason.MISSING_TOKEN)
+
+
+def _from_header(value: str, max_size: int) -> str | None:
+    """The token of a ``Bearer`` credential; ``None`` for another scheme (RFC 7235 §2.1)."""
+    scheme, _, rest = value.strip(" \t").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    # WSGI servers fold repeated headers into one value joined by commas (RFC 9110 §5.3), and a
+    # b64token has no comma: this is several credentials, as ASGI would have shown us.
+    if "," in rest:
+        raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
+    return _checked(rest.lstrip(" "), max_size)
+
+
+def _checked(token: str, max_size: int) -> str:
+    if len(token) > max_size:  # before the regex: bounded work whatever a client sends
+        raise InvalidTokenError(Reason.TOKEN_TOO_LARGE)
+    if not is_b64token(token):
+        raise InvalidRequestError(Reason.MALFORMED_REQUEST)
+    return token
+
+
+def error_response(error: AuthError, realm: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and JSON body answering ``error`` (RFC 6750 §3); the same everywhere."""
+    headers = {
+        **error.headers(realm),
+        "Content-Type": "application/json",
+        "Cache-Control": "no-store",
+    }
+    return error.status_code, headers, json.dumps(error.body()).encode()

@@ -31,6 +31,9 @@ _MAX_REQUIRED_MEMO = 1024
 _REQUIRED: dict[object, frozenset[str]] = {}
 _MEMO_TYPES = (str, list, tuple, frozenset)
 _EMPTY_SCOPE = frozenset({""})
+#: Distinct scope strings remembered (see parse_scope).
+_MAX_SCOPE_MEMO = 1024
+_SCOPES: dict[str, frozenset[str]] = {}
 
 
 def check_claims(
@@ -98,8 +101,17 @@ def parse_scope(value: object = _MISSING) -> frozenset[str]:
         return _NO_SCOPES
     if type(value) is not str:
         raise InvalidTokenError(Reason.INVALID_CLAIM)
-    scopes = frozenset(value.split(" "))
-    return scopes - _EMPTY_SCOPE if "" in scopes else scopes
+    # An issuer uses few distinct scope strings (one per client, roughly): parse each once and
+    # share the frozenset among all the tokens that carry it. Only signed tokens get here.
+    scopes = _SCOPES.get(value)
+    if scopes is None:
+        scopes = frozenset(value.split(" "))
+        if "" in scopes:
+            scopes -= _EMPTY_SCOPE
+        if len(_SCOPES) >= _MAX_SCOPE_MEMO:
+            _SCOPES.clear()
+        _SCOPES[value] = scopes
+    return scopes
 
 
 def required_scopes(scopes: Iterable[str] | str | None) -> frozenset[str]:

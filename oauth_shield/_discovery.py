@@ -66,6 +66,9 @@ class Discovery:
             logger.warning("metadata refresh for %s failed; keeping the last one", self.issuer)
             return self._metadata
 
+    def forget_loop(self) -> None:
+        self._flight = SingleFlight()
+
     async def aclose(self) -> None:
         await self._flight.aclose()
 

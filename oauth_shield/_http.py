@@ -144,6 +144,10 @@ class HTTPClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def forget(self) -> None:
+        """Drop the client without closing it: its connections belong to a dead loop."""
+        self._client = None
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()

@@ -159,5 +159,8 @@ class Introspector:
         """Everything stored in both caches (for inspection and tests)."""
         return [*self._positive.items(), *self._negative.items()]
 
+    def forget_loop(self) -> None:
+        self._flight = SingleFlight()
+
     async def aclose(self) -> None:
         await self._flight.aclose()

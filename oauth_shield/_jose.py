@@ -55,6 +55,7 @@ class Header(NamedTuple):
 
 
 _NO_HEADERS: Mapping[str, Header] = MappingProxyType({})
+_new_jws = tuple.__new__
 
 
 class CompactJWS(NamedTuple):
@@ -137,7 +138,8 @@ def _decode(
             return None
         header = parse_header(raw_header, algorithms)
     signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode()
-    return CompactJWS(header, header_b64, claims, signing_input, signature)
+    # tuple.__new__ directly: the NamedTuple's generated __new__ is a Python-level call.
+    return _new_jws(CompactJWS, (header, header_b64, claims, signing_input, signature))
 
 
 # --- verifiers -------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class RemoteKeySet:
             if now >= state.expires_at and not state.failed:
                 return Need.KEYS
             self._refresh_in_background(state, now)
-        found = keys.select(kid, alg)
+        found = keys.index.get((kid, alg)) or keys.select(kid, alg)
         if found is Reason.UNKNOWN_KID:
             return Need.KID
         if isinstance(found, Reason):
@@ -251,6 +251,11 @@ class RemoteKeySet:
         if match is None:
             return self._settings.jwks_ttl
         return min(max(float(match.group(1)), MIN_TTL), MAX_TTL)
+
+    def forget_loop(self) -> None:
+        self._flight = SingleFlight()
+        self._loop = None
+        self._refresh_requested = False
 
     async def aclose(self) -> None:
         await self._flight.aclose()

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from hashlib import sha256
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import httpx
 
@@ -30,8 +31,9 @@ from ._http import HTTPClient
 from ._introspector import Introspector
 from ._jose import CompactJWS, Header, Verifier, parse_compact
 from ._keyset import Need, RemoteKeySet
+from ._options import options_from
 from ._secret import Secret, as_secret
-from ._token import AccessToken, fingerprint, text_fingerprint, token_digest
+from ._token import AccessToken, fingerprint, text_fingerprint
 
 logger = logging.getLogger("oauth_shield.validator")
 
@@ -164,6 +166,17 @@ class TokenValidator:
             else None
         )
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """A validator configured from ``OAUTH_SHIELD_*`` environment variables.
+
+        Each parameter ``name`` is read from ``OAUTH_SHIELD_<NAME>`` (lists split on commas or
+        spaces); the client secret from ``OAUTH_SHIELD_CLIENT_SECRET`` or, better, a file named
+        by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``. ``overrides`` win.
+        """
+        source = os.environ if environ is None else environ
+        return cls(**{**options_from(source, TokenValidator), **overrides})
+
     def __repr__(self) -> str:
         return (
             f"TokenValidator(issuer={self.settings.issuer!r}, audience={self.settings.audience!r})"
@@ -190,6 +203,14 @@ class TokenValidator:
             await self._introspector.aclose()
         await self._discovery.aclose()
         await self._http.aclose()
+
+    def _forget_loop(self) -> None:
+        """After a fork: drop what belonged to the parent's event loop, keep the caches."""
+        self._http.forget()
+        self._keys.forget_loop()
+        self._discovery.forget_loop()
+        if self._introspector is not None:
+            self._introspector.forget_loop()
 
     # --- validation ------------------------------------------------------------------
 
@@ -219,7 +240,7 @@ class TokenValidator:
             raise InvalidTokenError(Reason.TOKEN_TOO_LARGE)
         if not token.isascii():
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
-        digest = token_digest(token)
+        digest = sha256(token.encode()).digest()  # token_digest(), without the call
         now = self._clock.time()
         cached = self._verified.get(digest, now)
         if cached is not None:
@@ -263,7 +284,8 @@ class TokenValidator:
     ) -> AccessToken:
         if not verify(jws.signing_input, jws.signature):
             raise InvalidTokenError(Reason.BAD_SIGNATURE)
-        self._remember_header(jws)
+        if jws.header_b64 not in self._known_headers:
+            self._remember_header(jws)
         settings = self.settings
         token = check_claims(jws.header.params, jws.claims, settings, now, fingerprint(digest))
         # Remembered until it expires, but re-verified at least once per key-set TTL: a token
@@ -277,10 +299,9 @@ class TokenValidator:
         """Keep the parse of a header that signed a valid token: the next token from the same
         key skips decoding it. Only verified headers get in, so junk cannot crowd them out."""
         known = self._known_headers
-        if jws.header_b64 not in known:
-            if len(known) >= MAX_KNOWN_HEADERS:
-                known.clear()
-            known[jws.header_b64] = jws.header
+        if len(known) >= MAX_KNOWN_HEADERS:
+            known.clear()
+        known[jws.header_b64] = jws.header
 
     def _log_rejection(self, error: AuthError, token: object) -> None:
         if not logger.isEnabledFor(logging.INFO):

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote_plus
 
 import httpx
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-__all__ = ["LocalIssuer", "SigningKey", "b64url", "sign_compact"]
+__all__ = ["LocalIssuer", "SigningKey", "b64url", "serve_asgi", "serve_wsgi", "sign_compact"]
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -246,21 +246,65 @@ class LocalIssuer:
     @contextlib.contextmanager
     def serve(self) -> Iterator[LocalIssuer]:
         """Serve over HTTP on a free loopback port (needs uvicorn); sets :attr:`issuer`."""
-        import uvicorn
-
-        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only
-        # then, and without it Nagle's algorithm adds ~40 ms to every response.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
+        sock = loopback_socket()
         self.issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server = uvicorn.Server(uvicorn.Config(self, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started and thread.is_alive():
-            time.sleep(0.01)
-        try:
+        with serve_asgi(self, sock=sock, lifespan="off"):
             yield self
-        finally:
-            server.should_exit = True
-            thread.join(5)
-            sock.close()
+
+
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free loopback port."""
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only then,
+    # and without it Nagle's algorithm adds ~40 ms to every response.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.contextmanager
+def serve_asgi(
+    app: Any, *, sock: socket.socket | None = None, lifespan: Literal["auto", "on", "off"] = "on"
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread; yields its base URL."""
+    import uvicorn
+
+    sock = sock or loopback_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Any) -> Iterator[str]:
+    """Serve a WSGI app with the standard library's server, a thread per request.
+
+    Its access log is off: it writes the full URL of each request, query string and all, and a
+    query string may carry a token.
+    """
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class ThreadingServer(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, app, ThreadingServer, QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

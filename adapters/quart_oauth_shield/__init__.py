@@ -1,0 +1,144 @@
+"""Protect Quart routes with oauth_shield.
+
+>>> shield = Shield(app, issuer="https://as.example.com",            # doctest: +SKIP
+...                 audience="https://api.example.com")
+>>> @app.get("/items")
+... @shield.require("read")
+... async def items():
+...     return {"sub": current_token.subject}
+
+Settings come from the arguments or from ``app.config["OAUTH_SHIELD_*"]`` (arguments win). The
+shield owns one :class:`~oauth_shield.TokenValidator` per app, warmed in ``before_serving``,
+closed in ``after_serving``, and created lazily on first use too (the test client skips the
+serving lifecycle). Failures answer RFC 6750 responses, also in debug mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from inspect import iscoroutinefunction
+from typing import Any, TypeVar, cast
+from urllib.parse import parse_qs
+
+try:
+    from quart import Quart, Request, Response, current_app, g, request
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "quart_oauth_shield needs Quart: pip install 'oauth-shield[quart]'"
+    ) from error
+from werkzeug.local import LocalProxy
+
+from oauth_shield import AccessToken, AuthError, TokenValidator
+from oauth_shield._bearer import bearer_token, error_response
+from oauth_shield._claims import required_scopes
+from oauth_shield._options import AdapterSettings, options_from
+
+__all__ = ["Shield", "current_token"]
+
+EXTENSION = "oauth_shield"
+View = TypeVar("View", bound=Callable[..., Any])
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _token_of_request() -> AccessToken:
+    token = g.get("oauth_shield_token")
+    if token is None:
+        raise RuntimeError("no access token: this view is not protected by shield.require()")
+    return cast(AccessToken, token)
+
+
+current_token: AccessToken = LocalProxy(_token_of_request)  # type: ignore[assignment]
+"""The validated token of the current request (a proxy, like ``flask_login.current_user``)."""
+
+
+class _AppState:
+    def __init__(self, validator: TokenValidator, settings: AdapterSettings) -> None:
+        self.validator = validator
+        self.settings = settings
+
+
+class Shield:
+    """The Quart extension. ``require()`` protects a view; ``current_token`` is its token."""
+
+    def __init__(
+        self,
+        app: Quart | None = None,
+        *,
+        realm: str | None = None,
+        allow_query_token: bool | None = None,
+        allow_form_token: bool | None = None,
+        **validator_options: Any,
+    ) -> None:
+        self._validator_options = validator_options
+        self._adapter_options = {
+            "realm": realm,
+            "allow_query_token": allow_query_token,
+            "allow_form_token": allow_form_token,
+        }
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Quart) -> None:
+        if EXTENSION in app.extensions:
+            raise RuntimeError("oauth_shield is already registered on this app")
+        options = {**options_from(app.config, TokenValidator), **self._validator_options}
+        validator = TokenValidator(**options)
+        settings = AdapterSettings.merged(
+            app.config, validator.settings.audience, **self._adapter_options
+        )
+        state = _AppState(validator, settings)
+        app.extensions[EXTENSION] = state
+
+        @app.before_serving
+        async def warm_up() -> None:
+            state.validator._keys.start()
+
+        @app.after_serving
+        async def close() -> None:
+            await state.validator.aclose()
+
+    def require(self, *scopes: str, exempt_options: bool = True) -> Callable[[View], View]:
+        """Protect a view: a valid token carrying every one of ``scopes`` (none: any token)."""
+        required = required_scopes(scopes)
+
+        def decorator(view: View) -> View:
+            @wraps(view)
+            async def protected(*args: Any, **kwargs: Any) -> Any:
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+                handler = view if iscoroutinefunction(view) else app.ensure_async(view)
+                req = request._get_current_object()  # type: ignore[attr-defined]
+                if exempt_options and req.method == "OPTIONS":
+                    return await handler(*args, **kwargs)
+                state: _AppState = app.extensions[EXTENSION]
+                headers = req.headers
+                try:
+                    token = bearer_token(
+                        headers.getlist("Authorization"),
+                        query=req.args.getlist("access_token") if req.query_string else [],
+                        form=await _form_tokens(req),
+                        allow_query=state.settings.allow_query_token,
+                        allow_form=state.settings.allow_form_token,
+                        max_size=state.validator.settings.max_token_size,
+                    )
+                    g.oauth_shield_token = await state.validator.validate(token, required)
+                except AuthError as error:
+                    return _refusal(error, state.settings.realm)
+                return await handler(*args, **kwargs)
+
+            return cast(View, protected)
+
+        return decorator
+
+
+async def _form_tokens(req: Request) -> list[str]:
+    """``access_token`` in a form body (RFC 6750 §2.2 requires a form-encoded body)."""
+    if not req.headers.get("Content-Type", "").startswith(_FORM):
+        return []
+    data = cast(str, await req.get_data(as_text=True))
+    return parse_qs(data).get("access_token", [])
+
+
+def _refusal(error: AuthError, realm: str | None) -> Response:
+    status, headers, body = error_response(error, realm)
+    return Response(body, status=status, headers=headers)

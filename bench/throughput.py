@@ -1,0 +1,169 @@
+"""Requests per second of a protected route against the same route unprotected.
+
+Each framework's app (bench/apps.py) runs in its own process, one worker: Quart under uvicorn,
+Flask under gunicorn (gthread, 4 threads). wrk (Debian's package) loads it with one thread and
+16 connections; unprotected and protected runs alternate, in random order, for ``rounds``
+rounds on the same server. The token is the same valid one every time (the steady state of a
+client session).
+
+Two ratios per round, medians reported:
+- ``rps_ratio``: protected over unprotected requests per second as wrk saw them;
+- ``cpu_ratio``: the same, computed from the server process's own CPU time per request
+  (/proc), the capacity a saturated worker has. On a shared 2-core machine, where wrk and the
+  server compete for the cores with each other and with other tenants, this is the stable one;
+  both are reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from oauth_shield.testing import LocalIssuer, loopback_socket
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SERVERS = {
+    "quart": lambda port: [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.apps:quart_app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ],
+    "flask": lambda port: [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        "1",
+        "--threads",
+        "4",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "bench.apps:flask_app",
+    ],
+}
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@contextlib.contextmanager
+def server(framework: str, issuer: LocalIssuer) -> Iterator[tuple[str, int]]:
+    with loopback_socket() as probe:
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OAUTH_SHIELD_ISSUER": issuer.issuer,
+        "OAUTH_SHIELD_AUDIENCE": issuer.audience,
+    }
+    process = subprocess.Popen(SERVERS[framework](port), cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/unprotected").status_code == 200:
+                    break
+            time.sleep(0.05)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants (gunicorn's worker)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return total
+
+
+def measured(url: str, pid: int, seconds: int, headers: dict[str, str]) -> dict[str, float]:
+    """One wrk run, plus the server's CPU time per request during it."""
+    before = cpu_seconds(pid)
+    result = wrk(url, seconds, headers)
+    result["cpu_us_per_request"] = (cpu_seconds(pid) - before) / (result["rps"] * seconds) * 1e6
+    return result
+
+
+def wrk(url: str, seconds: int, headers: dict[str, str]) -> dict[str, float]:
+    command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    done = subprocess.run([*command, url], capture_output=True, text=True, check=False)
+    if done.returncode:  # the command line holds a token: report without it
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    output = done.stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(latency["50"]),
+        "p99_ms": _ms(latency["99"]),
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def suite(*, rounds: int = 11, seconds: int = 2) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk (./run bench installs it)")
+    issuer = LocalIssuer()
+    results: dict[str, Any] = {}
+    rng = random.Random(7)
+    with issuer.serve():
+        token = issuer.token(scope="read", exp=int(time.time()) + 3600)
+        auth = {"Authorization": f"Bearer {token}"}
+        for framework in SERVERS:
+            with server(framework, issuer) as (url, pid):
+                assert httpx.get(f"{url}/protected", headers=auth).status_code == 200
+                runs: dict[str, list[dict[str, float]]] = {"unprotected": [], "protected": []}
+                for _ in range(rounds):
+                    order = ["unprotected", "protected"]
+                    rng.shuffle(order)
+                    for route in order:
+                        runs[route].append(measured(f"{url}/{route}", pid, seconds, auth))
+            pairs = list(zip(runs["protected"], runs["unprotected"], strict=True))
+            results[framework] = {
+                route: {
+                    key: round(statistics.median(run[key] for run in values), 2)
+                    for key in values[0]
+                }
+                for route, values in runs.items()
+            } | {
+                "rps_ratio": round(statistics.median(p["rps"] / u["rps"] for p, u in pairs), 3),
+                "cpu_ratio": round(
+                    statistics.median(
+                        u["cpu_us_per_request"] / p["cpu_us_per_request"] for p, u in pairs
+                    ),
+                    3,
+                ),
+            }
+    return results

@@ -1,0 +1,113 @@
+"""``TokenValidator`` arguments from a mapping of ``OAUTH_SHIELD_*`` keys (app config, env).
+
+Every constructor parameter ``name`` has the key ``OAUTH_SHIELD_<NAME>``. Values that are
+already Python values are taken as they are; strings (as the environment gives them) are
+converted: numbers, booleans (``1/true/yes/on``, ``0/false/no/off``), lists (commas or
+spaces). A secret may come from a file named by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._errors import ConfigurationError, is_quotable
+
+PREFIX = "OAUTH_SHIELD_"
+
+_NOT_CONFIGURABLE = frozenset({"transport", "clock", "self"})
+_LISTS = frozenset({"audience", "algorithms", "introspection_fields"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE | _FALSE:
+        return lowered in _TRUE
+    raise ConfigurationError(f"{name} must be a boolean (true/false)")
+
+
+def _number(kind: type[int] | type[float]) -> Callable[[str, str], float]:
+    def convert(name: str, text: str) -> float:
+        try:
+            return kind(text.strip())
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number") from None
+
+    return convert
+
+
+def _words(name: str, text: str) -> list[str]:
+    return text.replace(",", " ").split()
+
+
+def validator_parameters(factory: Callable[..., Any]) -> dict[str, Callable[[str, str], Any]]:
+    """Each configurable keyword of ``factory`` and how to convert a string for it."""
+    converters: dict[str, Callable[[str, str], Any]] = {}
+    for name, parameter in inspect.signature(factory).parameters.items():
+        if name in _NOT_CONFIGURABLE or parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        default = parameter.default
+        if name in _LISTS:
+            converters[name] = _words
+        elif isinstance(default, bool):
+            converters[name] = _boolean
+        elif isinstance(default, int):
+            converters[name] = _number(int)
+        elif isinstance(default, float):
+            converters[name] = _number(float)
+        else:
+            converters[name] = lambda name, text: text
+    return converters
+
+
+def options_from(
+    mapping: Mapping[str, Any], factory: Callable[..., Any], prefix: str = PREFIX
+) -> dict[str, Any]:
+    """Keyword arguments for ``factory`` found in ``mapping`` under ``prefix``."""
+    options: dict[str, Any] = {}
+    for name, convert in validator_parameters(factory).items():
+        key = prefix + name.upper()
+        if key in mapping:
+            value = mapping[key]
+            options[name] = convert(key, value) if isinstance(value, str) else value
+    return options
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSettings:
+    """What a framework adapter adds to the validator's settings."""
+
+    realm: str | None = None
+    allow_query_token: bool = False
+    allow_form_token: bool = False
+
+    @classmethod
+    def merged(
+        cls, config: Mapping[str, Any], audience: Sequence[str], **explicit: Any
+    ) -> AdapterSettings:
+        """Explicit arguments (not ``None``) win over ``OAUTH_SHIELD_*`` config keys; the realm
+        defaults to the API's (first) audience, which names what the token must be for."""
+        values: dict[str, Any] = {}
+        for name in ("realm", "allow_query_token", "allow_form_token"):
+            value = explicit.get(name)
+            if value is None:
+                value = config.get(PREFIX + name.upper())
+            if isinstance(value, str) and name != "realm":
+                value = _boolean(PREFIX + name.upper(), value)
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        if settings.realm is None:
+            return replace(settings, realm=default_realm(audience))
+        if not is_quotable(settings.realm):
+            raise ConfigurationError("realm must be printable ASCII without quotes or backslashes")
+        return settings
+
+
+def default_realm(audience: Sequence[str]) -> str | None:
+    """The API's first audience when it can stand in a header as it is."""
+    return audience[0] if is_quotable(audience[0]) else None
