@@ -1,9 +1,9 @@
 """The end-to-end demo behind ``./run demo``.
 
 Starts a real authorization server on loopback (oidc-provider when Node is available, else
-oauth_shield's own LocalIssuer), serves the example APIs (Quart under uvicorn, Flask under
-the standard library's threaded WSGI server, Starlette behind the ASGI middleware), sends each of them the same
-requests with real tokens, prints what they answered, and stops everything.
+oauth_shield's own LocalIssuer), serves the example APIs (Quart under uvicorn, Flask under the
+standard library's threaded WSGI server, Starlette behind the ASGI middleware), sends each of
+them the same requests with real tokens, prints what they answered, and stops everything.
 """
 
 from __future__ import annotations
