@@ -1,8 +1,8 @@
 """Run the benchmarks: ``./run bench [suite ...]``; results go to bench/results/<suite>.json.
 
 Suites: tokens (per-token cost against the floor and peers), introspection (cached and
-uncached opaque tokens, single-flight), throughput (protected/unprotected requests per second under
-wrk). See docs/performance.md.
+uncached opaque tokens, single-flight), throughput (protected/unprotected requests per second
+under wrk), redaction (the log filter's cost per record). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import introspection, throughput, tokens
+from bench import introspection, redaction, throughput, tokens
 
 SUITES = {
     "tokens": tokens.suite,
     "introspection": introspection.suite,
     "throughput": throughput.suite,
+    "redaction": redaction.suite,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

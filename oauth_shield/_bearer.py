@@ -8,7 +8,9 @@ Every adapter extracts the token with :func:`bearer_token` and answers a refusal
 - a request that carries a token in more than one way, or several ``Authorization`` headers,
   is ``invalid_request`` (§3.1), whether or not those other ways are enabled;
 - no credentials, or another scheme (``Basic``), get a bare challenge without an error (§3.1);
-- a malformed ``Authorization`` value is ``invalid_request``.
+- a malformed ``Authorization`` value is ``invalid_request``;
+- an API key (``X-API-Key``) counts only where a route accepts API keys, and an API key next to
+  any ``Authorization`` credential, or a second API key, is ``invalid_request``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 from ._config import DEFAULT_MAX_TOKEN_SIZE
 from ._errors import (
@@ -33,6 +36,44 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 def is_b64token(value: str) -> bool:
     """Whether ``value`` could be a bearer token at all (RFC 6750 §2.1 ``b64token``)."""
     return _B64TOKEN.fullmatch(value) is not None
+
+
+class Credentials(NamedTuple):
+    """The one credential a request carries."""
+
+    kind: Literal["bearer", "api_key"]
+    value: str
+
+
+def credentials(
+    authorization: Sequence[str],
+    *,
+    api_keys: Sequence[str] = (),
+    accept_api_keys: bool = False,
+    query: Sequence[str] = (),
+    form: Sequence[str] = (),
+    allow_query: bool = False,
+    allow_form: bool = False,
+    max_size: int = DEFAULT_MAX_TOKEN_SIZE,
+) -> Credentials:
+    """The request's bearer token or API key, or the :class:`AuthError` that answers it."""
+    if api_keys:
+        if len(api_keys) > 1 or authorization or query or form:
+            raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
+        if not accept_api_keys:  # this route wants a bearer token: challenge for one
+            raise MissingTokenError(Reason.OTHER_SCHEME)
+        if len(api_keys[0]) > max_size:
+            raise InvalidTokenError(Reason.TOKEN_TOO_LARGE)
+        return Credentials("api_key", api_keys[0])
+    token = bearer_token(
+        authorization,
+        query=query,
+        form=form,
+        allow_query=allow_query,
+        allow_form=allow_form,
+        max_size=max_size,
+    )
+    return Credentials("bearer", token)
 
 
 def bearer_token(

@@ -44,7 +44,7 @@ DEFAULT_INTROSPECTION_TTL = 60.0
 DEFAULT_INTROSPECTION_NEGATIVE_TTL = 10.0
 #: Entries in each introspection cache (positive, negative).
 DEFAULT_INTROSPECTION_CACHE_SIZE = 10_000
-#: Cache misses per second that may reach the introspection endpoint, per process...
+#: Cache misses per second that may reach the introspection endpoint, per validator...
 DEFAULT_INTROSPECTION_RATE = 100.0
 #: ...with this burst; beyond it a miss answers 503, so a token scan cannot flood the server.
 DEFAULT_INTROSPECTION_BURST = 200
@@ -72,8 +72,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def url_problem(url: object) -> str | None:
-    """Why ``url`` may not be used to reach the authorization server, or ``None``."""
+def url_problem(url: object, allow_http: bool = False) -> str | None:
+    """Why ``url`` may not be used to reach the authorization server, or ``None``.
+
+    Plain http is for loopback only, unless ``allow_http`` (the ``insecure_http`` setting).
+    """
     if not isinstance(url, str):
         return "must be a string"
     if not url.isascii() or not url.isprintable() or " " in url:
@@ -90,13 +93,13 @@ def url_problem(url: object) -> str | None:
         return "must not carry credentials"
     if parts.fragment or "#" in url:
         return "must not have a fragment"
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
+    if parts.scheme == "https" or (parts.scheme == "http" and (allow_http or is_loopback(host))):
         return None
-    return "must use https (plain http only on loopback)"
+    return "must use https (plain http only on loopback, or with insecure_http=True)"
 
 
-def check_url(field: str, url: object) -> str:
-    problem = url_problem(url)
+def check_url(field: str, url: object, allow_http: bool = False) -> str:
+    problem = url_problem(url, allow_http)
     if problem:
         raise ConfigurationError(f"{field} {problem}")
     return cast(str, url)
@@ -165,6 +168,7 @@ class Settings:
     introspection_rate: float = DEFAULT_INTROSPECTION_RATE
     introspection_burst: int = DEFAULT_INTROSPECTION_BURST
     introspection_fields: frozenset[str] = DEFAULT_INTROSPECTION_FIELDS
+    insecure_http: bool = False
 
     @property
     def introspection(self) -> bool:
@@ -172,7 +176,10 @@ class Settings:
         return self.client_id is not None
 
     def __post_init__(self) -> None:
-        check_url("issuer", self.issuer)
+        for name in ("introspect_all", "insecure_http"):  # first: insecure_http guards the URLs
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be True or False")
+        check_url("issuer", self.issuer, self.insecure_http)
         if "?" in self.issuer:
             raise ConfigurationError("issuer must not have a query (RFC 8414 §2)")
         set_ = object.__setattr__
@@ -180,7 +187,7 @@ class Settings:
         set_(self, "algorithms", check_algorithms(self.algorithms))
         set_(self, "leeway", check_number("leeway", self.leeway, 0, MAX_LEEWAY))
         if self.jwks_uri is not None:
-            check_url("jwks_uri", self.jwks_uri)
+            check_url("jwks_uri", self.jwks_uri, self.insecure_http)
         if self.profile not in ("rfc9068", "jwt"):
             raise ConfigurationError("profile must be 'rfc9068' or 'jwt'")
         check_count("max_token_size", self.max_token_size, 256)
@@ -192,10 +199,23 @@ class Settings:
         check_count("verified_cache_size", self.verified_cache_size, 0)
         self._check_introspection()
 
+    def warnings(self) -> list[str]:
+        """The settings that weaken a default, each as a sentence for the startup log."""
+        found = []
+        if self.insecure_http:
+            found.append("insecure_http is on: tokens and key sets may travel in clear text")
+        if self.profile != "rfc9068":
+            found.append(
+                "the relaxed 'jwt' profile is on: typ at+jwt and RFC 9068 claims are not required"
+            )
+        if self.leeway > 60:
+            found.append(f"leeway is {self.leeway:g} s: expired tokens are accepted that long")
+        return found
+
     def _check_introspection(self) -> None:
         set_ = object.__setattr__
         if self.introspection_endpoint is not None:
-            check_url("introspection_endpoint", self.introspection_endpoint)
+            check_url("introspection_endpoint", self.introspection_endpoint, self.insecure_http)
         if self.client_id is not None and (
             not isinstance(self.client_id, str) or not self.client_id
         ):
@@ -210,8 +230,13 @@ class Settings:
             raise ConfigurationError(
                 "introspection_auth must be client_secret_basic or client_secret_post"
             )
-        for name in ("introspection_ttl", "introspection_negative_ttl", "introspection_rate"):
+        for name in ("introspection_ttl", "introspection_negative_ttl"):
             set_(self, name, check_number(name, getattr(self, name), 0))
+        set_(
+            self,
+            "introspection_rate",
+            check_number("introspection_rate", self.introspection_rate, 0.001),
+        )
         check_count("introspection_cache_size", self.introspection_cache_size, 0)
         check_count("introspection_burst", self.introspection_burst, 1)
         fields = check_strings("introspection_fields", self.introspection_fields)

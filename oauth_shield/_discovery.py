@@ -49,7 +49,7 @@ class Discovery:
         """A checked endpoint URL from the metadata (``jwks_uri``, ``introspection_endpoint``)."""
         metadata = await self.metadata()
         url = metadata.get(name)
-        if not isinstance(url, str) or url_problem(url):
+        if not isinstance(url, str) or url_problem(url, self._http.allow_http):
             logger.error("metadata of %s has no usable %s", self.issuer, name)
             raise FetchError("metadata_" + name)
         return url
@@ -80,7 +80,8 @@ class Discovery:
             except FetchError as failed:
                 if failed.unreachable:
                     raise
-                error = failed
+                if error is None or not error.transient:  # report a transient failure first
+                    error = failed
                 continue
             if response.data.get("issuer") != self.issuer:
                 logger.error(

@@ -39,6 +39,15 @@ class FetchError(Exception):
         self.kind = kind
         self.unreachable = unreachable
 
+    @property
+    def transient(self) -> bool:
+        """The server could not answer now (unreachable, 5xx, 408, 429): a retry may work.
+        Anything else is an answer we refuse."""
+        return self.unreachable or self.kind.startswith("status_5") or self.kind in _TRANSIENT
+
+
+_TRANSIENT = frozenset({"status_408", "status_429"})
+
 
 @dataclass(frozen=True, slots=True)
 class JSONResponse:
@@ -56,7 +65,9 @@ class HTTPClient:
         timeout: float,
         max_bytes: int,
         transport: httpx.AsyncBaseTransport | None = None,
+        allow_http: bool = False,
     ) -> None:
+        self.allow_http = allow_http
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._transport = transport
@@ -85,7 +96,7 @@ class HTTPClient:
         accept_status: tuple[int, ...] = (200,),
     ) -> JSONResponse:
         """Send one request and return its JSON object body, or raise :class:`FetchError`."""
-        problem = url_problem(url)
+        problem = url_problem(url, self.allow_http)
         if problem:
             raise FetchError("insecure_url")
         started = time.perf_counter()

@@ -23,19 +23,24 @@ _BEARER_TYPES = frozenset({"bearer", "access_token"})
 _NUMBER = (int, float)
 
 
+def basic_authorization(client_id: str, client_secret: str) -> str:
+    """The ``Authorization`` value for client_secret_basic.
+
+    Id and secret are form-encoded before they are joined (RFC 6749 §2.3.1), which many
+    clients skip: a secret with ``:``, ``+`` or ``%`` then fails to authenticate.
+    """
+    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
 def request_form(
     token: str, client_id: str, client_secret: str, method: AuthMethod
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """The form and headers of an introspection request, authenticated as the resource server.
-
-    client_secret_basic form-encodes id and secret before joining them (RFC 6749 §2.3.1),
-    which many clients skip: a secret with ``:``, ``+`` or ``%`` then fails to authenticate.
-    """
+    """The form and headers of an introspection request, authenticated as the resource server."""
     form = {"token": token, "token_type_hint": "access_token"}
     if method == "client_secret_post":
         return {**form, "client_id": client_id, "client_secret": client_secret}, {}
-    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
-    return form, {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    return form, {"Authorization": basic_authorization(client_id, client_secret)}
 
 
 def filter_fields(answer: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:

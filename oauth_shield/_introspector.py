@@ -18,6 +18,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -132,19 +133,22 @@ class Introspector:
         failure: FetchError | None = None
         started = time.perf_counter()
         try:
-            url = settings.introspection_endpoint or await self._discovery.endpoint(
-                "introspection_endpoint"
-            )
-            self.calls += 1
-            answer = await self._http.send("POST", url, form=form, headers=headers)
+            async with asyncio.timeout(settings.http_timeout):  # discovery included: one budget
+                url = settings.introspection_endpoint or await self._discovery.endpoint(
+                    "introspection_endpoint"
+                )
+                self.calls += 1
+                answer = await self._http.send("POST", url, form=form, headers=headers)
         except FetchError as error:
             failure = error
+        except TimeoutError:
+            failure = FetchError("timeout", unreachable=True)
         if failure is None:
             logger.debug(
                 "introspected token %s in %.1f ms", name, (time.perf_counter() - started) * 1000
             )
             return answer
-        if failure.unreachable or failure.kind.startswith("status_5"):
+        if failure.transient:
             logger.warning("introspection endpoint unavailable (%s)", failure.kind)
             raise TemporarilyUnavailableError(Reason.INTROSPECTION_UNAVAILABLE)
         hint = (

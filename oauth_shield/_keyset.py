@@ -23,9 +23,13 @@ Fetch gates:
 - single-flight: one fetch at a time, every waiter shielded (see ``_singleflight``);
 - an unknown ``kid`` triggers a refetch only outside the cooldown, which starts when a fetch
   succeeds, so a flood of random kids costs at most one fetch per cooldown;
-- after a failure, no new fetch before a backoff that doubles from 1 s up to the cooldown;
+- after a failure, no new fetch of any kind before a backoff that doubles from 1 s up to the
+  cooldown (``retry_at``); refreshes for age are gated by that alone, not by the cooldown;
 - a fetch installs its result only if no newer one has been installed (sequence numbers);
 - a key set with no usable key is a failed fetch: the last known good keys stay.
+
+TTL: ``jwks_ttl``, or the issuer's ``Cache-Control: max-age`` when that is shorter (never
+below a minute, unless ``jwks_ttl`` itself is): the setting is the longest a key is trusted.
 """
 
 from __future__ import annotations
@@ -51,9 +55,8 @@ from ._singleflight import SingleFlight
 
 logger = logging.getLogger("oauth_shield.keys")
 
-#: Bounds for an issuer's ``Cache-Control: max-age``: not every request, not for days on end.
+#: The shortest TTL an issuer's ``Cache-Control: max-age`` may set: not a fetch per request.
 MIN_TTL = 60.0
-MAX_TTL = 86400.0
 #: Start refreshing this share of the TTL before expiry...
 REFRESH_AHEAD_SHARE = 0.2
 #: ...but no earlier than a minute before it.
@@ -79,7 +82,8 @@ class _State:
     refresh_at: float = -math.inf
     stale_until: float = -math.inf
     failed: bool = False
-    next_fetch_at: float = -math.inf
+    cooldown_until: float = -math.inf  # no refetch for an unknown kid before this
+    retry_at: float = -math.inf  # no fetch at all before this, after a failure
     seq: int = 0
 
 
@@ -134,7 +138,7 @@ class RemoteKeySet:
 
     def _refresh_in_background(self, state: _State, now: float) -> None:
         loop = self._loop
-        if self._refresh_requested or now < state.next_fetch_at or loop is None:
+        if self._refresh_requested or now < state.retry_at or loop is None:
             return
         self._refresh_requested = True
         try:
@@ -154,25 +158,30 @@ class RemoteKeySet:
         if self._state.keys is None:
             self._start_fetch()
 
-    async def resolve(self, kid: str | None, alg: str, need: Need) -> Verifier:
+    async def resolve(self, kid: str | None, alg: str) -> Verifier:
         """Answer what :meth:`lookup` could not: fetch if the gates allow, then select."""
         self._loop = asyncio.get_running_loop()
-        now = self._monotonic()
+        # Look again first: a fetch may have finished since the caller looked (a thread that
+        # hopped here late, or a waiter of the flight that just ended).
+        found = self.lookup(kid, alg)
+        if not isinstance(found, Need):
+            return found
         state = self._state
-        if "jwks" in self._flight or now >= state.next_fetch_at:
+        gate = max(state.retry_at, state.cooldown_until) if found is Need.KID else state.retry_at
+        if "jwks" in self._flight or self._monotonic() >= gate:
             await asyncio.shield(self._start_fetch())
-        elif need is Need.KID:
+        elif found is Need.KID:
             raise InvalidTokenError(Reason.UNKNOWN_KID)
         state = self._state
         if state.keys is None or self._monotonic() >= state.stale_until:
-            retry = state.next_fetch_at - self._monotonic()
+            retry = state.retry_at - self._monotonic()
             raise TemporarilyUnavailableError(
                 Reason.KEYS_UNAVAILABLE, retry_after=math.ceil(max(retry, 1))
             )
-        found = state.keys.select(kid, alg)
-        if isinstance(found, Reason):
-            raise InvalidTokenError(found)
-        return found
+        selected = state.keys.select(kid, alg)
+        if isinstance(selected, Reason):
+            raise InvalidTokenError(selected)
+        return selected
 
     def _start_fetch(self) -> asyncio.Task[None]:
         return self._flight.start("jwks", self._fetch)
@@ -225,7 +234,7 @@ class RemoteKeySet:
             expires_at=expires_at,
             refresh_at=expires_at - min(ttl * REFRESH_AHEAD_SHARE, MAX_REFRESH_AHEAD),
             stale_until=expires_at + settings.jwks_max_stale,
-            next_fetch_at=now + settings.jwks_cooldown,
+            cooldown_until=now + settings.jwks_cooldown,
             seq=seq,
         )
         self._backoff = FIRST_BACKOFF
@@ -235,7 +244,7 @@ class RemoteKeySet:
     def _failed(self, seq: int, kind: str) -> None:
         now = self._monotonic()
         state = self._state
-        self._state = replace(state, failed=True, next_fetch_at=now + self._backoff)
+        self._state = replace(state, failed=True, retry_at=now + self._backoff)
         self._backoff = min(self._backoff * 2, max(self._settings.jwks_cooldown, FIRST_BACKOFF))
         if state.keys is not None and now < state.stale_until:
             logger.warning(
@@ -247,10 +256,11 @@ class RemoteKeySet:
             logger.error("key set fetch failed (%s); tokens cannot be checked until it works", kind)
 
     def _ttl(self, headers: httpx.Headers) -> float:
+        configured = self._settings.jwks_ttl
         match = _MAX_AGE.search(headers.get("Cache-Control", ""))
         if match is None:
-            return self._settings.jwks_ttl
-        return min(max(float(match.group(1)), MIN_TTL), MAX_TTL)
+            return configured
+        return min(max(float(match.group(1)), min(MIN_TTL, configured)), configured)
 
     def forget_loop(self) -> None:
         self._flight = SingleFlight()

@@ -9,11 +9,14 @@ spaces). A secret may come from a file named by ``OAUTH_SHIELD_CLIENT_SECRET_FIL
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ._errors import ConfigurationError, is_quotable
+
+logger = logging.getLogger("oauth_shield.config")
 
 PREFIX = "OAUTH_SHIELD_"
 
@@ -64,16 +67,43 @@ def validator_parameters(factory: Callable[..., Any]) -> dict[str, Callable[[str
     return converters
 
 
+#: OAUTH_SHIELD_* keys read elsewhere than the validator's parameters (adapters, API keys).
+OTHER_KEYS = {
+    "REALM",
+    "ALLOW_QUERY_TOKEN",
+    "ALLOW_FORM_TOKEN",
+    "API_KEY_HEADER",
+    "API_KEYS",
+    "API_KEYS_FILE",
+}
+_warned: set[str] = set()
+
+
 def options_from(
     mapping: Mapping[str, Any], factory: Callable[..., Any], prefix: str = PREFIX
 ) -> dict[str, Any]:
-    """Keyword arguments for ``factory`` found in ``mapping`` under ``prefix``."""
+    """Keyword arguments for ``factory`` found in ``mapping`` under ``prefix``.
+
+    A key with the prefix that nothing reads is logged once: a misspelt setting silently
+    falling back to its default is how a service ends up less strict than intended.
+    """
     options: dict[str, Any] = {}
-    for name, convert in validator_parameters(factory).items():
+    parameters = validator_parameters(factory)
+    for name, convert in parameters.items():
         key = prefix + name.upper()
         if key in mapping:
             value = mapping[key]
             options[name] = convert(key, value) if isinstance(value, str) else value
+    known = {prefix + name.upper() for name in parameters} | {prefix + name for name in OTHER_KEYS}
+    for key in mapping:
+        if (
+            isinstance(key, str)
+            and key.startswith(prefix)
+            and key not in known
+            and key not in _warned
+        ):
+            _warned.add(key)
+            logger.warning("%s is not an oauth_shield setting; it is ignored", key)
     return options
 
 
@@ -84,6 +114,7 @@ class AdapterSettings:
     realm: str | None = None
     allow_query_token: bool = False
     allow_form_token: bool = False
+    api_key_header: str = "X-API-Key"
 
     @classmethod
     def merged(
@@ -92,15 +123,17 @@ class AdapterSettings:
         """Explicit arguments (not ``None``) win over ``OAUTH_SHIELD_*`` config keys; the realm
         defaults to the API's (first) audience, which names what the token must be for."""
         values: dict[str, Any] = {}
-        for name in ("realm", "allow_query_token", "allow_form_token"):
+        for name in ("realm", "allow_query_token", "allow_form_token", "api_key_header"):
             value = explicit.get(name)
             if value is None:
                 value = config.get(PREFIX + name.upper())
-            if isinstance(value, str) and name != "realm":
+            if isinstance(value, str) and name.startswith("allow_"):
                 value = _boolean(PREFIX + name.upper(), value)
             if value is not None:
                 values[name] = value
         settings = cls(**values)
+        if settings.allow_query_token:
+            logger.warning("tokens in the query string are accepted: they end up in access logs")
         if settings.realm is None:
             return replace(settings, realm=default_realm(audience))
         if not is_quotable(settings.realm):

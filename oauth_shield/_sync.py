@@ -152,12 +152,12 @@ class SyncTokenValidator:
             result = validator._check_local(token, required)
             if isinstance(result, AccessToken):
                 return result
-            return self._on_loop(validator._check_remote(result, required))
+            return self._on_loop(validator._check_remote(result, required), result.waits_for)
         except AuthError as error:
             validator._log_rejection(error, token)
             raise
 
-    def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T], waits_for: Reason) -> T:
         failure: str | None = None
         try:
             return _loop_thread().run(coroutine, self._wait)
@@ -167,7 +167,7 @@ class SyncTokenValidator:
             coroutine.close()
             failure = "no event loop"
         logger.warning("validation on the event loop thread failed: %s", failure)
-        raise TemporarilyUnavailableError(Reason.KEYS_UNAVAILABLE)
+        raise TemporarilyUnavailableError(waits_for)
 
     def close(self) -> None:
         """Close connections to the issuer (the shared loop thread stays for others)."""

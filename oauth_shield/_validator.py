@@ -36,6 +36,7 @@ from ._secret import Secret, as_secret
 from ._token import AccessToken, fingerprint, text_fingerprint
 
 logger = logging.getLogger("oauth_shield.validator")
+config_logger = logging.getLogger("oauth_shield.config")
 
 #: Distinct verified JOSE headers remembered: a few per signing key is all an issuer uses.
 MAX_KNOWN_HEADERS = 64
@@ -46,7 +47,7 @@ class _NeedKeys(NamedTuple):
 
     jws: CompactJWS
     digest: bytes
-    need: Need
+    waits_for: Reason = Reason.KEYS_UNAVAILABLE
 
 
 class _NeedIntrospection(NamedTuple):
@@ -55,6 +56,7 @@ class _NeedIntrospection(NamedTuple):
     token: str
     digest: bytes
     introspector: Introspector
+    waits_for: Reason = Reason.INTROSPECTION_UNAVAILABLE
 
 
 _Pending = _NeedKeys | _NeedIntrospection
@@ -81,6 +83,8 @@ class TokenValidator:
     :param profile: ``"rfc9068"`` (default, strict) or ``"jwt"`` for servers that issue plain
         JWTs as access tokens (``typ`` need not be ``at+jwt``; ``iat``, ``sub``, ``client_id``
         and ``jti`` become optional).
+    :param insecure_http: allow plain http to a non-loopback issuer (development networks only;
+        logged as a warning at startup).
     :param transport: an ``httpx`` transport for all requests to the issuer (TLS settings,
         proxies, tests).
     :param clock: the clock seam (see :class:`~oauth_shield._clock.Clock`), for tests.
@@ -117,6 +121,7 @@ class TokenValidator:
         introspection_rate: float = defaults.DEFAULT_INTROSPECTION_RATE,
         introspection_burst: int = defaults.DEFAULT_INTROSPECTION_BURST,
         introspection_fields: Iterable[str] = defaults.DEFAULT_INTROSPECTION_FIELDS,
+        insecure_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -145,10 +150,16 @@ class TokenValidator:
             introspection_rate=introspection_rate,
             introspection_burst=introspection_burst,
             introspection_fields=introspection_fields,  # type: ignore[arg-type]
+            insecure_http=insecure_http,
         )
+        for warning in self.settings.warnings():
+            config_logger.warning("%s (issuer %s)", warning, issuer)
         self._clock: Clock = clock or SystemClock()
         self._http = HTTPClient(
-            timeout=http_timeout, max_bytes=max_response_bytes, transport=transport
+            timeout=http_timeout,
+            max_bytes=max_response_bytes,
+            transport=transport,
+            allow_http=insecure_http,
         )
         self._discovery = Discovery(issuer, self._http, self._clock.monotonic)
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
@@ -262,7 +273,7 @@ class TokenValidator:
             return _NeedIntrospection(token, digest, introspector)
         found = self._keys.lookup(jws.header.kid, jws.header.alg)
         if isinstance(found, Need):
-            return _NeedKeys(jws, digest, found)
+            return _NeedKeys(jws, digest)
         return self._finish(jws, found, digest, required, now)
 
     async def _check_remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
@@ -271,7 +282,7 @@ class TokenValidator:
             judged = await pending.introspector.introspect(pending.token, pending.digest)
             return grant(judged, required)
         header = pending.jws.header
-        verify = await self._keys.resolve(header.kid, header.alg, pending.need)
+        verify = await self._keys.resolve(header.kid, header.alg)
         return self._finish(pending.jws, verify, pending.digest, required, self._clock.time())
 
     def _finish(

@@ -5,7 +5,9 @@
 
 Pure ASGI: no framework is imported. The validated :class:`~oauth_shield.AccessToken` is
 published to the application as ``scope["auth"]`` (Starlette's ``request.auth``) and
-``scope["state"]["access_token"]`` (``request.state.access_token``).
+``scope["state"]["access_token"]`` (``request.state.access_token``); the raw bearer token, for
+RFC 8693 token exchange only, as a :class:`~oauth_shield.Secret` in
+``scope["state"]["bearer"]``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any
 from urllib.parse import parse_qs
 
-from ._bearer import bearer_token, error_response
+from ._bearer import Credentials, credentials, error_response
 from ._claims import required_scopes
 from ._errors import AuthError, ConfigurationError, is_quotable
 from ._options import default_realm
+from ._secret import Secret
+from ._token import AccessToken
 from ._validator import TokenValidator
+from .apikeys import APIKeyStore
 
 __all__ = ["BearerAuthMiddleware"]
 
@@ -45,6 +50,7 @@ class BearerAuthMiddleware:
     :param realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default: the audience).
     :param allow_query: accept ``?access_token=`` (RFC 6750 §2.3; off: it ends up in logs).
     :param exempt_options: let ``OPTIONS`` (CORS preflight) through unchecked.
+    :param api_keys: accept these API keys (in ``api_key_header``) instead of a bearer token.
     """
 
     def __init__(
@@ -56,6 +62,8 @@ class BearerAuthMiddleware:
         realm: str | None = None,
         allow_query: bool = False,
         exempt_options: bool = True,
+        api_keys: APIKeyStore | None = None,
+        api_key_header: str = "X-API-Key",
     ) -> None:
         if realm is not None and not is_quotable(realm):
             raise ConfigurationError("realm must be printable ASCII without quotes or backslashes")
@@ -64,6 +72,8 @@ class BearerAuthMiddleware:
         self.realm = realm if realm is not None else default_realm(validator.settings.audience)
         self.allow_query = allow_query
         self.exempt_options = exempt_options
+        self.api_keys = api_keys
+        self._api_key_header = api_key_header.lower().encode("latin-1")
         rules = scopes.items() if isinstance(scopes, Mapping) else [("/", scopes)]
         self._rules = sorted(
             ((_prefix(path), required_scopes(wanted)) for path, wanted in rules),
@@ -88,22 +98,30 @@ class BearerAuthMiddleware:
             await self.app(scope, receive, send)
             return
         form, receive = await _form_tokens(scope, receive)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         try:
-            token = bearer_token(
+            found = credentials(
                 _header_values(scope, b"authorization"),
-                query=parse_qs(scope.get("query_string", b"").decode("latin-1")).get(
-                    "access_token", []
-                ),
+                api_keys=_header_values(scope, self._api_key_header),
+                accept_api_keys=self.api_keys is not None,
+                query=query.get("access_token", []),
                 form=form,
                 allow_query=self.allow_query,
                 max_size=self.validator.settings.max_token_size,
             )
-            access = await self.validator.validate(token, required)
+            access, bearer = await self._identify(found, required)
         except AuthError as error:
             await self._refuse(scope, send, error)
             return
-        state = {**scope.get("state", {}), "access_token": access}
+        state = {**scope.get("state", {}), "access_token": access, "bearer": bearer}
         await self.app({**scope, "auth": access, "state": state}, receive, send)
+
+    async def _identify(
+        self, found: Credentials, required: frozenset[str]
+    ) -> tuple[AccessToken, Secret | None]:
+        if found.kind == "api_key" and self.api_keys is not None:
+            return self.api_keys.validate(found.value, required), None
+        return await self.validator.validate(found.value, required), Secret(found.value)
 
     async def _refuse(self, scope: Scope, send: Send, error: AuthError) -> None:
         status, headers, body = error_response(error, self.realm)
@@ -152,7 +170,7 @@ async def _form_tokens(scope: Scope, receive: Receive) -> tuple[list[str], Recei
     tokens: list[str] = []
     if not more and size <= MAX_FORM_SCAN:
         body = b"".join(message.get("body", b"") for message in buffered)
-        tokens = parse_qs(body.decode("latin-1")).get("access_token", [])
+        tokens = parse_qs(body.decode("latin-1"), keep_blank_values=True).get("access_token", [])
 
     async def replay() -> Message:
         return buffered.pop(0) if buffered else await receive()

@@ -124,6 +124,7 @@ class LocalIssuer:
         self.keys = list(keys) if keys is not None else [SigningKey(alg) for alg in algorithms]
         self.published: list[dict[str, Any]] = [key.jwk for key in self.keys]
         self.opaque: dict[str, dict[str, Any]] = {}
+        self.minted: dict[str, dict[str, Any]] = {}  # every JWT minted here, with its claims
         self.jwks_headers: dict[str, str] = {}
         self.clients: dict[str, str] = {}  # introspection credentials; empty: no check
         self.requests: Counter[str] = Counter()
@@ -160,7 +161,10 @@ class LocalIssuer:
         key = key or next(k for k in self.keys if alg in (None, k.alg))
         full = {"alg": key.alg, "typ": "at+jwt", "kid": key.kid, **(header or {})}
         full = {name: value for name, value in full.items() if value is not None}
-        return key.sign(full, self.claims(**claims))
+        payload = self.claims(**claims)
+        token = key.sign(full, payload)
+        self.minted[token] = payload
+        return token
 
     def opaque_token(self, **claims: Any) -> str:
         """An opaque token that introspects as active with these claims."""
@@ -190,31 +194,66 @@ class LocalIssuer:
             return httpx.Response(200, json=self.metadata())
         if path == "/jwks":
             return httpx.Response(200, json={"keys": self.published}, headers=self.jwks_headers)
+        if path == "/token" and request.method == "POST":
+            return self._token_endpoint(request)
         if path == "/introspect" and request.method == "POST":
             form = {name: values[0] for name, values in parse_qs(request.content.decode()).items()}
-            if self.clients and not self._authenticated(request, form):
+            if self.clients and self._authenticated(request, form) is None:
                 return httpx.Response(401, json={"error": "invalid_client"})
             return httpx.Response(
                 200, json=self.opaque.get(form.get("token", ""), {"active": False})
             )
         return httpx.Response(404, json={"error": "not_found"})
 
-    def _authenticated(self, request: httpx.Request, form: dict[str, str]) -> bool:
-        """client_secret_basic (form-decoded, RFC 6749 §2.3.1) or client_secret_post."""
+    def _token_endpoint(self, request: httpx.Request) -> httpx.Response:
+        """Client credentials (RFC 6749 §4.4) and token exchange (RFC 8693), JWTs out."""
+        form = {name: values[0] for name, values in parse_qs(request.content.decode()).items()}
+        client_id = self._authenticated(request, form)
+        if client_id is None:
+            return httpx.Response(401, json={"error": "invalid_client"})
+        audience = form.get("audience") or form.get("resource") or self.audience
+        claims: dict[str, Any] = {"aud": audience, "client_id": client_id, "sub": client_id}
+        if "scope" in form:
+            claims["scope"] = form["scope"]
+        grant = form.get("grant_type")
+        if grant == "urn:ietf:params:oauth:grant-type:token-exchange":
+            subject = self.minted.get(form.get("subject_token", "")) or self.opaque.get(
+                form.get("subject_token", "")
+            )
+            if subject is None:
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            claims |= {"sub": subject.get("sub"), "act": {"sub": client_id}}
+        elif grant != "client_credentials":
+            return httpx.Response(400, json={"error": "unsupported_grant_type"})
+        token = self.token(**claims)
+        expires_in = self.minted[token]["exp"] - int(self.clock())
+        answer = {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
+        if grant != "client_credentials":
+            answer["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
+        return httpx.Response(200, json=answer)
+
+    def _authenticated(self, request: httpx.Request, form: dict[str, str]) -> str | None:
+        """The client, by client_secret_basic (form-decoded, RFC 6749 §2.3.1) or _post; any
+        client when no credentials are configured."""
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "basic":
             pair = base64.b64decode(credentials).decode()
             client_id, _, secret = (unquote_plus(part) for part in pair.partition(":"))
         else:
             client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if not self.clients:
+            return client_id or "anonymous"
         expected = self.clients.get(client_id)
-        return expected is not None and secrets.compare_digest(expected, secret)
+        return (
+            client_id if expected is not None and secrets.compare_digest(expected, secret) else None
+        )
 
     def metadata(self) -> dict[str, Any]:
         return {
             "issuer": self.issuer,
             "jwks_uri": f"{self.issuer}/jwks",
             "introspection_endpoint": f"{self.issuer}/introspect",
+            "token_endpoint": f"{self.issuer}/token",
         }
 
     def transport(self) -> httpx.MockTransport:
@@ -263,13 +302,22 @@ def loopback_socket() -> socket.socket:
 
 @contextlib.contextmanager
 def serve_asgi(
-    app: Any, *, sock: socket.socket | None = None, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any,
+    *,
+    sock: socket.socket | None = None,
+    lifespan: Literal["auto", "on", "off"] = "auto",
+    log_level: str = "warning",
 ) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a background thread; yields its base URL."""
+    """Serve an ASGI app with uvicorn in a background thread; yields its base URL.
+
+    uvicorn's own logging set-up is skipped (``log_config=None``): a test server must not
+    replace the handlers of the process it runs in.
+    """
     import uvicorn
 
     sock = sock or loopback_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
+    config = uvicorn.Config(app, log_level=log_level, lifespan=lifespan, log_config=None)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
@@ -294,6 +342,7 @@ def serve_wsgi(app: Any) -> Iterator[str]:
 
     class ThreadingServer(ThreadingMixIn, WSGIServer):
         daemon_threads = True
+        request_queue_size = 512  # socketserver's default backlog of 5 drops bursts
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:

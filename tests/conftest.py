@@ -129,3 +129,10 @@ async def refused(
         for piece in secret_pieces(token):
             assert piece not in said
     return error
+
+
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """What a real ASGI app does with a lifespan scope: start, then stop when told."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})

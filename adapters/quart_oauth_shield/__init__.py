@@ -29,33 +29,44 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     ) from error
 from werkzeug.local import LocalProxy
 
-from oauth_shield import AccessToken, AuthError, TokenValidator
-from oauth_shield._bearer import bearer_token, error_response
+from oauth_shield import AccessToken, AuthError, ConfigurationError, Secret, TokenValidator
+from oauth_shield._bearer import credentials, error_response
 from oauth_shield._claims import required_scopes
 from oauth_shield._options import AdapterSettings, options_from
+from oauth_shield.apikeys import APIKeyStore
 
-__all__ = ["Shield", "current_token"]
+__all__ = ["Shield", "current_bearer", "current_token"]
 
 EXTENSION = "oauth_shield"
 View = TypeVar("View", bound=Callable[..., Any])
 _FORM = "application/x-www-form-urlencoded"
+#: Form bodies larger than this are not searched for a second token (RFC 6750 §2.2).
+_MAX_FORM_SCAN = 64 * 1024
 
 
-def _token_of_request() -> AccessToken:
-    token = g.get("oauth_shield_token")
-    if token is None:
-        raise RuntimeError("no access token: this view is not protected by shield.require()")
-    return cast(AccessToken, token)
+def _from_request(name: str, what: str) -> Any:
+    value = g.get(name)
+    if value is None:
+        raise RuntimeError(f"no {what}: this view is not protected by shield.require()")
+    return value
 
 
-current_token: AccessToken = LocalProxy(_token_of_request)  # type: ignore[assignment]
-"""The validated token of the current request (a proxy, like ``flask_login.current_user``)."""
+current_token: AccessToken = LocalProxy(lambda: _from_request("oauth_shield_token", "access token"))  # type: ignore[assignment]
+"""The validated identity of the current request (a proxy, like ``flask_login.current_user``):
+an :class:`~oauth_shield.AccessToken`, from a bearer token or an API key."""
+
+current_bearer: Secret = LocalProxy(lambda: _from_request("oauth_shield_bearer", "bearer token"))  # type: ignore[assignment]
+"""The current request's raw bearer token, as a :class:`~oauth_shield.Secret` (for RFC 8693
+token exchange, see :mod:`oauth_shield.downstream`); never forward it as it is."""
 
 
 class _AppState:
-    def __init__(self, validator: TokenValidator, settings: AdapterSettings) -> None:
+    def __init__(
+        self, validator: TokenValidator, settings: AdapterSettings, keys: APIKeyStore | None
+    ) -> None:
         self.validator = validator
         self.settings = settings
+        self.api_keys = keys
 
 
 class Shield:
@@ -68,6 +79,8 @@ class Shield:
         realm: str | None = None,
         allow_query_token: bool | None = None,
         allow_form_token: bool | None = None,
+        api_keys: APIKeyStore | None = None,
+        api_key_header: str | None = None,
         **validator_options: Any,
     ) -> None:
         self._validator_options = validator_options
@@ -75,7 +88,11 @@ class Shield:
             "realm": realm,
             "allow_query_token": allow_query_token,
             "allow_form_token": allow_form_token,
+            "api_key_header": api_key_header,
         }
+        self._api_keys = api_keys
+        self._apps: list[_AppState] = []
+        self._wants_api_keys = False
         if app is not None:
             self.init_app(app)
 
@@ -87,8 +104,10 @@ class Shield:
         settings = AdapterSettings.merged(
             app.config, validator.settings.audience, **self._adapter_options
         )
-        state = _AppState(validator, settings)
-        app.extensions[EXTENSION] = state
+        keys = self._api_keys or APIKeyStore.configured(app.config)
+        state = app.extensions[EXTENSION] = _AppState(validator, settings, keys)
+        self._apps.append(state)
+        self._check_api_keys()
 
         @app.before_serving
         async def warm_up() -> None:
@@ -98,9 +117,17 @@ class Shield:
         async def close() -> None:
             await state.validator.aclose()
 
-    def require(self, *scopes: str, exempt_options: bool = True) -> Callable[[View], View]:
-        """Protect a view: a valid token carrying every one of ``scopes`` (none: any token)."""
+    def require(
+        self, *scopes: str, api_keys: bool = False, exempt_options: bool = True
+    ) -> Callable[[View], View]:
+        """Protect a view: a valid token carrying every one of ``scopes`` (none: any token).
+
+        :param api_keys: also accept an API key (``X-API-Key``) instead of a bearer token.
+        :param exempt_options: let ``OPTIONS`` (CORS preflight) through unchecked.
+        """
         required = required_scopes(scopes)
+        self._wants_api_keys |= api_keys
+        self._check_api_keys()
 
         def decorator(view: View) -> View:
             @wraps(view)
@@ -111,17 +138,8 @@ class Shield:
                 if exempt_options and req.method == "OPTIONS":
                     return await handler(*args, **kwargs)
                 state: _AppState = app.extensions[EXTENSION]
-                headers = req.headers
                 try:
-                    token = bearer_token(
-                        headers.getlist("Authorization"),
-                        query=req.args.getlist("access_token") if req.query_string else [],
-                        form=await _form_tokens(req),
-                        allow_query=state.settings.allow_query_token,
-                        allow_form=state.settings.allow_form_token,
-                        max_size=state.validator.settings.max_token_size,
-                    )
-                    g.oauth_shield_token = await state.validator.validate(token, required)
+                    await _authenticate(req, state, required, api_keys)
                 except AuthError as error:
                     return _refusal(error, state.settings.realm)
                 return await handler(*args, **kwargs)
@@ -130,13 +148,44 @@ class Shield:
 
         return decorator
 
+    def _check_api_keys(self) -> None:
+        if self._wants_api_keys and any(state.api_keys is None for state in self._apps):
+            raise ConfigurationError(
+                "a route accepts API keys, but none are configured (OAUTH_SHIELD_API_KEYS)"
+            )
+
+
+async def _authenticate(
+    req: Request, state: _AppState, required: frozenset[str], api_keys: bool
+) -> None:
+    """Find the request's one credential, validate it, and remember the identity on ``g``."""
+    headers = req.headers
+    found = credentials(
+        headers.getlist("Authorization"),
+        api_keys=headers.getlist(state.settings.api_key_header),
+        accept_api_keys=api_keys,
+        query=req.args.getlist("access_token") if req.query_string else [],
+        form=await _form_tokens(req),
+        allow_query=state.settings.allow_query_token,
+        allow_form=state.settings.allow_form_token,
+        max_size=state.validator.settings.max_token_size,
+    )
+    if found.kind == "api_key" and state.api_keys is not None:
+        g.oauth_shield_token = state.api_keys.validate(found.value, required)
+        return
+    g.oauth_shield_token = await state.validator.validate(found.value, required)
+    g.oauth_shield_bearer = Secret(found.value)
+
 
 async def _form_tokens(req: Request) -> list[str]:
-    """``access_token`` in a form body (RFC 6750 §2.2 requires a form-encoded body)."""
-    if not req.headers.get("Content-Type", "").startswith(_FORM):
+    """``access_token`` in a form body (RFC 6750 §2.2 requires a form-encoded body) of known
+    length up to ``_MAX_FORM_SCAN``. Quart keeps the body: the view can still read it."""
+    if not req.headers.get("Content-Type", "").lower().startswith(_FORM):
         return []
-    data = cast(str, await req.get_data(as_text=True))
-    return parse_qs(data).get("access_token", [])
+    if req.content_length is None or req.content_length > _MAX_FORM_SCAN:
+        return []
+    body = cast(str, await req.get_data(as_text=True))
+    return parse_qs(body, keep_blank_values=True).get("access_token", [])
 
 
 def _refusal(error: AuthError, realm: str | None) -> Response:

@@ -99,5 +99,12 @@ CASES = [
         "The request carries more than one credential",
         method="POST",
     ),
+    Case(
+        "header-and-blank-query-token",
+        lambda t: {**bearer(t["rs256"]), "params": {"access_token": ""}},
+        400,
+        "invalid_request",
+        "The request carries more than one credential",
+    ),
     Case("query-token-not-enabled", lambda t: {"params": {"access_token": t["rs256"]}}, 401),
 ]

@@ -11,6 +11,7 @@ import pytest
 from oauth_shield import AccessToken, ConfigurationError, TokenValidator
 from oauth_shield.asgi import BearerAuthMiddleware
 from oauth_shield.testing import LocalIssuer
+from tests.conftest import answer_lifespan
 
 
 class App:
@@ -23,9 +24,7 @@ class App:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scopes.append(scope)
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         if scope["type"] == "http":
             body = b""
@@ -115,7 +114,13 @@ async def test_the_token_is_published_in_auth_and_state(
     await call(middleware, original)
     seen = app.scopes[0]
     assert isinstance(seen["auth"], AccessToken)
-    assert seen["state"] == {"db": "pool", "access_token": seen["auth"]}
+    assert seen["state"] == {
+        "db": "pool",
+        "access_token": seen["auth"],
+        "bearer": seen["state"]["bearer"],
+    }
+    assert seen["state"]["bearer"].reveal() == original["headers"][0][1].decode()[len("Bearer ") :]
+    assert "eyJ" not in repr(seen["state"])  # the raw token only behind a masked Secret
     assert "auth" not in original and original["state"] == {"db": "pool"}  # the caller's scope
 
 

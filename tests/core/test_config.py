@@ -263,3 +263,29 @@ def test_settings_are_frozen() -> None:
 )  # fmt: skip
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert config.is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"introspect_all": "false"},
+        {"insecure_http": "yes"},
+        {"introspect_all": 1},
+        {"client_id": "rs", "client_secret": "s", "introspection_rate": 0},
+    ],
+)
+def test_flags_are_booleans_and_rates_positive(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings(issuer=ISSUER, audience=(AUDIENCE,), **options)  # type: ignore[arg-type]
+
+
+def test_an_unknown_prefixed_key_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    from oauth_shield import TokenValidator
+    from oauth_shield._options import options_from
+
+    config = {"OAUTH_SHIELD_ISSUER": ISSUER, "OAUTH_SHIELD_AUDEINCE": "typo", "OTHER_KEY": "x"}
+    with caplog.at_level("WARNING", logger="oauth_shield.config"):
+        options_from(config, TokenValidator)
+        options_from(config, TokenValidator)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["OAUTH_SHIELD_AUDEINCE is not an oauth_shield setting; it is ignored"]

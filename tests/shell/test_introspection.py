@@ -383,7 +383,7 @@ async def test_a_scan_of_random_tokens_is_bounded(
 async def test_rate_limited_answers_ask_the_client_to_retry(
     introspecting: Make, issuer: LocalIssuer
 ) -> None:
-    validator = introspecting(introspection_rate=0, introspection_burst=1)
+    validator = introspecting(introspection_rate=0.001, introspection_burst=1)
     await refused(validator, "first-unknown-token", Reason.INACTIVE)
     error = await refused(validator, "second-unknown-token", Reason.RATE_LIMITED)
     assert error.status_code == 503
@@ -428,3 +428,36 @@ async def test_the_client_secret_is_never_shown(
     assert "check client_id and client_secret" in log_text(all_logs)
     for text in seen:
         assert SECRET not in text
+
+
+@pytest.mark.parametrize("status", [408, 429, 502, 504])
+async def test_a_server_too_busy_to_answer_is_503(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer, status: int
+) -> None:
+    gate.failure = respond(issuer, httpx.Response(status, headers={"Retry-After": "30"}))
+    await refused(introspecting(), issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+
+
+async def test_discovery_and_introspection_share_one_timeout(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting(http_timeout=0.3)
+    gate.delay = 0.2  # metadata, then the call: each fits in the timeout, both together do not
+    started = asyncio.get_running_loop().time()
+    await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+    assert asyncio.get_running_loop().time() - started < 0.6
+
+
+async def test_a_transient_discovery_failure_is_not_reported_as_a_bad_token(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    def openid_down_oauth_missing(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/.well-known/openid-configuration":
+            return httpx.Response(503)
+        if path.startswith("/.well-known"):
+            return httpx.Response(404)
+        return issuer.handle(request)
+
+    gate.failure = openid_down_oauth_missing
+    await refused(introspecting(), issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)

@@ -13,7 +13,7 @@ import pytest
 
 from oauth_shield import AuthError, InvalidTokenError, Reason, TemporarilyUnavailableError
 from oauth_shield._keys import import_key_set
-from oauth_shield._keyset import MAX_TTL, MIN_TTL
+from oauth_shield._keyset import MIN_TTL, Need
 from oauth_shield.testing import LocalIssuer, SigningKey
 from tests.conftest import FrozenClock, ValidatorFactory, refused
 
@@ -163,27 +163,41 @@ async def test_an_idle_service_waits_for_a_refresh_after_the_ttl(
 
 
 @pytest.mark.parametrize(
-    ("cache_control", "ttl"),
+    ("configured", "cache_control", "ttl"),
     [
-        ("max-age=10", MIN_TTL),
-        ("public, max-age=900", 900.0),
-        ("max-age=99999999", MAX_TTL),
-        (None, 300.0),
-        ("no-store", 300.0),
+        (300, "max-age=10", MIN_TTL),  # not a fetch per request
+        (300, "public, max-age=120", 120.0),  # the issuer may shorten our TTL...
+        (300, "max-age=99999999", 300.0),  # ...never lengthen it: jwks_ttl is the longest
+        (3600, "max-age=900", 900.0),
+        (30, "max-age=5", 30.0),  # a TTL below a minute is the operator's choice
+        (300, None, 300.0),
+        (300, "no-store", 300.0),
     ],
 )
-async def test_cache_control_max_age_is_honoured_within_bounds(
-    validator: object,
+async def test_cache_control_max_age_shortens_the_ttl_within_bounds(
+    make_validator: ValidatorFactory,
     issuer: LocalIssuer,
     clock: FrozenClock,
+    configured: float,
     cache_control: str | None,
     ttl: float,
 ) -> None:
     if cache_control:
         issuer.jwks_headers["Cache-Control"] = cache_control
-    await validator.validate(issuer.token())  # type: ignore[attr-defined]
-    state = validator._keys._state  # type: ignore[attr-defined]
+    validator = make_validator(jwks_ttl=configured)
+    await validator.validate(issuer.token())
+    state = validator._keys._state
     assert state.expires_at - clock.monotonic() == ttl
+
+
+async def test_a_ttl_shorter_than_the_cooldown_is_still_honoured(
+    make_validator: ValidatorFactory, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = make_validator(jwks_ttl=10)  # the unknown-kid cooldown stays 30 s
+    await validator.validate(issuer.token())
+    clock.advance(11)
+    await validator.validate(issuer.token())
+    assert jwks_fetches(issuer) == 2  # refreshed for age, inside the cooldown
 
 
 # --- outages ---------------------------------------------------------------------------
@@ -297,3 +311,13 @@ async def test_discovery_and_key_set_share_one_timeout(
     await refused(validator, issuer.token(), Reason.KEYS_UNAVAILABLE)
     assert asyncio.get_running_loop().time() - started < 0.6
     assert issuer.requests["/.well-known/openid-configuration"] == 1
+
+
+async def test_a_late_waiter_does_not_fetch_again(validator: object, issuer: LocalIssuer) -> None:
+    """A caller that saw no keys, then reached resolve() after another caller's fetch finished
+    (a thread that hopped to the loop late), uses the new keys instead of fetching again."""
+    keys = validator._keys  # type: ignore[attr-defined]
+    assert keys.lookup("rs256-key", "RS256") is Need.KEYS
+    await validator.validate(issuer.token())  # type: ignore[attr-defined]
+    assert callable(await keys.resolve("rs256-key", "RS256"))
+    assert jwks_fetches(issuer) == 1

@@ -164,3 +164,27 @@ def test_from_env(issuer: LocalIssuer, clock: Any) -> None:
     with SyncTokenValidator.from_env(env, transport=issuer.transport(), clock=clock) as validator:
         assert validator.validate(issuer.token()).subject == "user-1"
         assert validator.settings.audience == (issuer.audience,)
+
+
+def test_an_expired_wait_names_what_it_waited_for(
+    issuer: LocalIssuer, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issuer.clients["rs"] = "secret"
+    with SyncTokenValidator(
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        transport=issuer.transport(),
+        clock=clock,
+        client_id="rs",
+        client_secret="secret",
+    ) as validator:
+        validator._wait = 0.2
+
+        async def stuck(*args: Any) -> AccessToken:
+            await asyncio.sleep(30)
+            raise AssertionError("unreachable")
+
+        monkeypatch.setattr(validator._validator, "_check_remote", stuck)
+        with pytest.raises(TemporarilyUnavailableError) as caught:
+            validator.validate(issuer.opaque_token())
+        assert caught.value.reason is Reason.INTROSPECTION_UNAVAILABLE
