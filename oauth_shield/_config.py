@@ -48,6 +48,8 @@ DEFAULT_INTROSPECTION_CACHE_SIZE = 10_000
 DEFAULT_INTROSPECTION_RATE = 100.0
 #: ...with this burst; beyond it a miss answers 503, so a token scan cannot flood the server.
 DEFAULT_INTROSPECTION_BURST = 200
+#: Outage grace for introspection: none, fail closed (docs/deployment.md, "outage policy").
+DEFAULT_INTROSPECTION_GRACE = 0.0
 #: Introspection fields kept by default (RFC 7662 §2.2); everything else is dropped on arrival.
 DEFAULT_INTROSPECTION_FIELDS = frozenset(
     {"active", "scope", "client_id", "sub", "exp", "iat", "nbf", "aud", "iss", "token_type"}
@@ -168,6 +170,7 @@ class Settings:
     introspection_rate: float = DEFAULT_INTROSPECTION_RATE
     introspection_burst: int = DEFAULT_INTROSPECTION_BURST
     introspection_fields: frozenset[str] = DEFAULT_INTROSPECTION_FIELDS
+    introspection_grace: float = DEFAULT_INTROSPECTION_GRACE
     insecure_http: bool = False
 
     @property
@@ -210,6 +213,11 @@ class Settings:
             )
         if self.leeway > 60:
             found.append(f"leeway is {self.leeway:g} s: expired tokens are accepted that long")
+        if self.introspection_grace > 0:
+            found.append(
+                f"introspection_grace is {self.introspection_grace:g} s: during an outage, "
+                "revoked tokens are accepted that long after their last check"
+            )
         return found
 
     def _check_introspection(self) -> None:
@@ -230,7 +238,7 @@ class Settings:
             raise ConfigurationError(
                 "introspection_auth must be client_secret_basic or client_secret_post"
             )
-        for name in ("introspection_ttl", "introspection_negative_ttl"):
+        for name in ("introspection_ttl", "introspection_negative_ttl", "introspection_grace"):
             set_(self, name, check_number(name, getattr(self, name), 0))
         set_(
             self,

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._config import url_problem
 from ._http import FetchError, HTTPClient
+from ._shared import SharedCache, number
 from ._singleflight import SingleFlight
 
 logger = logging.getLogger("oauth_shield.discovery")
@@ -36,11 +37,19 @@ class Discovery:
     """The issuer's metadata, cached for :data:`METADATA_TTL` and fetched single-flight."""
 
     def __init__(
-        self, issuer: str, http: HTTPClient, monotonic: Callable[[], float] = time.monotonic
+        self,
+        issuer: str,
+        http: HTTPClient,
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        wall: Callable[[], float] = time.time,
+        shared: SharedCache | None = None,
     ) -> None:
         self.issuer = issuer
         self._http = http
         self._monotonic = monotonic
+        self._wall = wall
+        self._shared = shared
         self._metadata: dict[str, Any] | None = None
         self._fetched_at = -float("inf")
         self._flight: SingleFlight[str, dict[str, Any]] = SingleFlight()
@@ -73,13 +82,36 @@ class Discovery:
         await self._flight.aclose()
 
     async def _fetch(self) -> dict[str, Any]:
+        """The metadata from another process through the shared cache, or from the issuer."""
+        if self._shared is None:
+            document = (await self._from_issuer())[0]
+        else:
+            fresh_after = self._wall() - METADATA_TTL
+            document = await self._shared.once(
+                self._shared.key("metadata"),
+                self._from_issuer,
+                lease=self._http.timeout + 1,
+                accept=lambda found: "failed" in found or number(found.get("at")) > fresh_after,
+            )
+        if (failure := FetchError.from_marker(document)) is not None:
+            raise failure
+        metadata = document.get("metadata")
+        # Checked again on the way out of the shared cache, not only on the way in.
+        if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
+            raise FetchError("issuer_mismatch")
+        self._metadata = metadata
+        self._fetched_at = self._monotonic()
+        return metadata
+
+    async def _from_issuer(self) -> tuple[dict[str, Any], float]:
+        """OpenID then RFC 8414 metadata as a shareable document (a failure, briefly)."""
         error: FetchError | None = None
         for url in metadata_urls(self.issuer):
             try:
                 response = await self._http.get_json(url)
             except FetchError as failed:
                 if failed.unreachable:
-                    raise
+                    return failed.marker(), 1.0
                 if error is None or not error.transient:  # report a transient failure first
                     error = failed
                 continue
@@ -89,8 +121,6 @@ class Discovery:
                     url,
                     self.issuer,
                 )
-                raise FetchError("issuer_mismatch")
-            self._metadata = response.data
-            self._fetched_at = self._monotonic()
-            return response.data
-        raise error or FetchError("no_metadata")
+                return FetchError("issuer_mismatch").marker(), 1.0
+            return {"metadata": response.data, "at": self._wall()}, METADATA_TTL
+        return (error or FetchError("no_metadata")).marker(), 1.0

@@ -39,6 +39,18 @@ class FetchError(Exception):
         self.kind = kind
         self.unreachable = unreachable
 
+    def marker(self) -> dict[str, object]:
+        """This failure as a value another process can read (see ``_shared``)."""
+        return {"failed": self.kind, "unreachable": self.unreachable}
+
+    @classmethod
+    def from_marker(cls, value: Mapping[str, object]) -> FetchError | None:
+        """The failure a shared value records, if it records one."""
+        kind = value.get("failed")
+        if not isinstance(kind, str):
+            return None
+        return cls(kind, unreachable=value.get("unreachable") is True)
+
     @property
     def transient(self) -> bool:
         """The server could not answer now (unreachable, 5xx, 408, 429): a retry may work.
@@ -68,7 +80,7 @@ class HTTPClient:
         allow_http: bool = False,
     ) -> None:
         self.allow_http = allow_http
-        self._timeout = timeout
+        self.timeout = timeout
         self._max_bytes = max_bytes
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -78,7 +90,7 @@ class HTTPClient:
             self._client = httpx.AsyncClient(
                 transport=self._transport,
                 follow_redirects=False,
-                timeout=self._timeout,
+                timeout=self.timeout,
                 headers=_HEADERS,
             )
         return self._client
@@ -103,7 +115,7 @@ class HTTPClient:
         outcome: JSONResponse | str
         unreachable = False
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self.timeout):
                 outcome = await self._exchange(method, url, form, headers, accept_status)
         except TimeoutError:
             outcome, unreachable = "timeout", True

@@ -4,16 +4,26 @@ Theory of operation
 -------------------
 - Cache keys are SHA-256 digests of the token, never the token or a part of it; values are
   built from the filtered answer only.
+- A verdict is reached on the server's whole answer (every rule, ``cnf`` included); only then
+  is the answer cut to the field allowlist, and only that is kept, shared or returned.
 - A positive verdict lives at most ``introspection_ttl`` (monotonic clock) and never beyond the
   token's own ``exp`` (wall clock), which every hit checks again.
 - A negative verdict (inactive, or active but failing a rule) lives
   ``introspection_negative_ttl``, so a repeated bad token does not reach the server again.
 - A failure of the server itself (unreachable, 5xx, an answer we cannot read) is not a verdict
-  about the token: it is not cached, and it never lets the token through.
-- Concurrent requests for one token share one call (single-flight by digest).
+  about the token: it never lets the token through, and is remembered for a second only (so
+  that processes waiting on the same call fail with it rather than all retrying). While the
+  server is unreachable, misses are answered without a call for a second after each failure
+  (no request waits for a timeout the previous one just met), and the outage is logged once,
+  with its end.
+- Concurrent requests for one token share one call: within the process (single-flight by
+  digest), and across processes through the shared cache when there is one.
 - A call that would reach the server first takes a token from a bucket (``introspection_rate``
   per second, ``introspection_burst`` at once): a scan of random tokens costs the server a
   bounded rate, and the excess is answered 503 without a call.
+- Outage policy: fail closed (503), unless ``introspection_grace`` is set: then a token whose
+  positive verdict expired at most that long ago, and whose ``exp`` has not passed, is still
+  accepted while the server cannot be reached.
 """
 
 from __future__ import annotations
@@ -23,18 +33,28 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ._cache import BoundedCache
 from ._clock import Clock
 from ._config import Settings
 from ._discovery import Discovery
-from ._errors import ConfigurationError, InvalidTokenError, Reason, TemporarilyUnavailableError
+from ._errors import (
+    ConfigurationError,
+    InvalidTokenError,
+    Reason,
+    TemporarilyUnavailableError,
+)
 from ._http import FetchError, HTTPClient, JSONResponse
-from ._introspection import check_answer, request_form
+from ._introspection import check_answer, filter_fields, request_form
+from ._shared import SharedCache, number
 from ._singleflight import SingleFlight
 from ._token import AccessToken, fingerprint
 
 logger = logging.getLogger("oauth_shield.introspection")
+
+#: How long a server failure is remembered (in the shared cache) for other processes.
+FAILURE_TTL = 1.0
 
 
 class RateLimit:
@@ -63,7 +83,12 @@ class Introspector:
     """Asks the authorization server about opaque tokens, and remembers its verdicts."""
 
     def __init__(
-        self, settings: Settings, http: HTTPClient, discovery: Discovery, clock: Clock
+        self,
+        settings: Settings,
+        http: HTTPClient,
+        discovery: Discovery,
+        clock: Clock,
+        shared: SharedCache | None = None,
     ) -> None:
         if settings.client_id is None or settings.client_secret is None:
             raise ConfigurationError("introspection needs client_id and client_secret")
@@ -73,21 +98,26 @@ class Introspector:
         self._http = http
         self._discovery = discovery
         self._clock = clock
+        self._shared = shared
         size = settings.introspection_cache_size
-        self._positive: BoundedCache[tuple[AccessToken, float]] = BoundedCache(size)
+        # digest -> (token, valid until (wall, from exp), fresh until (monotonic, from the TTL))
+        self._positive: BoundedCache[tuple[AccessToken, float, float]] = BoundedCache(size)
         self._negative: BoundedCache[Reason] = BoundedCache(size)
         self._flight: SingleFlight[bytes, AccessToken] = SingleFlight()
         self._limit = RateLimit(
             settings.introspection_rate, settings.introspection_burst, clock.monotonic
         )
+        self._in_grace = False
+        self._outage: FetchError | None = None  # the server's failure, while it lasts
+        self._retry_at = -math.inf  # no call before this, during an outage
         self.calls = 0  # requests sent to the server, for metrics and tests
 
     def lookup(self, digest: bytes) -> AccessToken | None:
         """The cached verdict for a token: the token, ``None`` if unknown, or the refusal raised."""
         now = self._clock.monotonic()
         hit = self._positive.get(digest, now)
-        if hit is not None:
-            token, valid_until = hit
+        if hit is not None and now < hit[2]:
+            token, valid_until, _ = hit
             if self._clock.time() < valid_until:
                 return token
             raise InvalidTokenError(Reason.EXPIRED)
@@ -101,31 +131,88 @@ class Introspector:
         return await self._flight.run(digest, lambda: self._call(token, digest))
 
     async def _call(self, token: str, digest: bytes) -> AccessToken:
+        shared = self._shared
+        if shared is None:
+            verdict = (await self._produce(token, digest))[0]
+        else:
+            verdict = await shared.once(
+                shared.key("introspection", digest),
+                lambda: self._produce(token, digest),
+                lease=self._settings.http_timeout + 1,
+            )
+        return self._conclude(verdict, digest)
+
+    async def _produce(self, token: str, digest: bytes) -> tuple[dict[str, Any], float]:
+        """One call to the server, and its verdict as a shareable value with its lifetime."""
+        settings = self._settings
+        if self._outage is not None and self._clock.monotonic() < self._retry_at:
+            return self._outage.marker(), FAILURE_TTL
         if not self._limit.allow():
             logger.warning("introspection rate limit reached; answering 503 without a call")
-            raise TemporarilyUnavailableError(Reason.RATE_LIMITED, retry_after=1)
-        answer = await self._ask(token, fingerprint(digest))
-        settings = self._settings
+            return {"failed": "rate_limited", "unreachable": True}, FAILURE_TTL
         try:
-            access = check_answer(answer.data, settings, self._clock.time(), fingerprint(digest))
+            answer = await self._ask(token, fingerprint(digest))
+        except FetchError as failure:
+            return failure.marker(), FAILURE_TTL
+        now = self._clock.time()
+        try:
+            check_answer(answer.data, settings, now, "")
+        except InvalidTokenError as refusal:
+            return {"refused": refusal.reason.value}, settings.introspection_negative_ttl
+        kept = filter_fields(answer.data, settings.introspection_fields)
+        until_exp = (
+            number(answer.data["exp"]) + settings.leeway - now if "exp" in answer.data else math.inf
+        )
+        return {"answer": kept, "at": now}, min(settings.introspection_ttl, until_exp)
+
+    def _conclude(self, verdict: dict[str, Any], digest: bytes) -> AccessToken:
+        """Turn a verdict (ours, or another process's) into the token, caching it."""
+        settings, clock = self._settings, self._clock
+        failure = FetchError.from_marker(verdict)
+        if failure is not None:
+            return self._on_failure(failure, digest)
+        self._in_grace = False
+        answer = verdict.get("answer")
+        try:
+            if not isinstance(answer, dict):
+                raise InvalidTokenError(_reason(verdict.get("refused")))
+            access = check_answer(answer, settings, clock.time(), fingerprint(digest))
         except InvalidTokenError as refusal:
             self._negative.put(
-                digest,
-                refusal.reason,
-                self._clock.monotonic() + settings.introspection_negative_ttl,
+                digest, refusal.reason, clock.monotonic() + settings.introspection_negative_ttl
             )
             raise
+        age = max(clock.time() - number(verdict.get("at")), 0.0)
+        fresh_until = clock.monotonic() + max(settings.introspection_ttl - age, 0.0)
         valid_until = (
             math.inf
             if access.expires_at is None
             else access.expires_at.timestamp() + settings.leeway
         )
         self._positive.put(
-            digest, (access, valid_until), self._clock.monotonic() + settings.introspection_ttl
+            digest, (access, valid_until, fresh_until), fresh_until + settings.introspection_grace
         )
         return access
 
+    def _on_failure(self, failure: FetchError, digest: bytes) -> AccessToken:
+        if failure.kind == "rate_limited":
+            raise TemporarilyUnavailableError(Reason.RATE_LIMITED, retry_after=1)
+        if not failure.transient:
+            raise InvalidTokenError(Reason.INTROSPECTION_FAILED)
+        recent = self._positive.get(digest, self._clock.monotonic())  # kept through the grace
+        if recent is not None:
+            if self._clock.time() >= recent[1]:
+                raise InvalidTokenError(Reason.EXPIRED)
+            if not self._in_grace:
+                self._in_grace = True
+                logger.warning(
+                    "introspection unavailable; accepting recently active tokens (grace)"
+                )
+            return recent[0]
+        raise TemporarilyUnavailableError(Reason.INTROSPECTION_UNAVAILABLE)
+
     async def _ask(self, token: str, name: str) -> JSONResponse:
+        """POST the token to the introspection endpoint; raise :class:`FetchError` on failure."""
         settings = self._settings
         form, headers = request_form(
             token, self._client_id, self._client_secret.reveal(), settings.introspection_auth
@@ -147,17 +234,23 @@ class Introspector:
             logger.debug(
                 "introspected token %s in %.1f ms", name, (time.perf_counter() - started) * 1000
             )
+            if self._outage is not None:
+                self._outage = None
+                logger.warning("introspection endpoint is back")
             return answer
         if failure.transient:
-            logger.warning("introspection endpoint unavailable (%s)", failure.kind)
-            raise TemporarilyUnavailableError(Reason.INTROSPECTION_UNAVAILABLE)
-        hint = (
-            "; check client_id and client_secret"
-            if failure.kind in ("status_400", "status_401")
-            else ""
-        )
-        logger.error("introspection failed (%s)%s", failure.kind, hint)
-        raise InvalidTokenError(Reason.INTROSPECTION_FAILED)
+            self._retry_at = self._clock.monotonic() + FAILURE_TTL
+            if self._outage is None:
+                logger.warning("introspection endpoint unavailable (%s)", failure.kind)
+            self._outage = failure
+        else:
+            hint = (
+                "; check client_id and client_secret"
+                if failure.kind in ("status_400", "status_401")
+                else ""
+            )
+            logger.error("introspection failed (%s)%s", failure.kind, hint)
+        raise failure
 
     def cached(self) -> list[tuple[bytes, object]]:
         """Everything stored in both caches (for inspection and tests)."""
@@ -168,3 +261,11 @@ class Introspector:
 
     async def aclose(self) -> None:
         await self._flight.aclose()
+
+
+def _reason(value: object) -> Reason:
+    """A refusal read from a shared verdict; anything unexpected counts as inactive."""
+    try:
+        return Reason(str(value))
+    except ValueError:
+        return Reason.INACTIVE

@@ -42,6 +42,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 
@@ -51,6 +52,7 @@ from ._errors import InvalidTokenError, Reason, TemporarilyUnavailableError
 from ._http import FetchError, HTTPClient
 from ._jose import Verifier
 from ._keys import KeySet, import_key_set
+from ._shared import SharedCache, number
 from ._singleflight import SingleFlight
 
 logger = logging.getLogger("oauth_shield.keys")
@@ -78,6 +80,7 @@ class Need(enum.Enum):
 class _State:
     keys: KeySet | None = None
     fetched_at: float = -math.inf
+    document_at: float = -math.inf  # wall time the issuer served the installed key set
     expires_at: float = -math.inf
     refresh_at: float = -math.inf
     stale_until: float = -math.inf
@@ -97,9 +100,13 @@ class RemoteKeySet:
         discovery: Discovery,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        shared: SharedCache | None = None,
         on_keys_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
+        self._wall = wall
+        self._shared = shared
         self._http = http
         self._discovery = discovery
         self._monotonic = monotonic
@@ -191,17 +198,17 @@ class RemoteKeySet:
         seq = self._seq
         started = self._monotonic()
         try:
-            async with asyncio.timeout(self._settings.http_timeout):  # one budget for it all
-                url = self._settings.jwks_uri or await self._discovery.endpoint("jwks_uri")
-                response = await self._http.get_json(url)
-            keys = import_key_set(response.data, self._settings.algorithms)
+            document = await self._document()
+            if (failure := FetchError.from_marker(document)) is not None:
+                raise failure
+            jwks = document.get("jwks")
+            keys = (
+                import_key_set(jwks, self._settings.algorithms) if isinstance(jwks, dict) else None
+            )
             if keys is None or not keys.index:
                 raise FetchError("no_usable_keys")
         except FetchError as error:
             self._failed(seq, error.kind)
-            return
-        except TimeoutError:
-            self._failed(seq, "timeout")
             return
         except Exception:  # a bug must not leave the key set without a verdict
             logger.exception("key set fetch failed unexpectedly")
@@ -210,10 +217,9 @@ class RemoteKeySet:
         finally:
             self.fetches += 1
             self._refresh_requested = False
-        self._install(seq, keys, self._ttl(response.headers))
+        self._install(seq, keys, document)
         logger.debug(
-            "key set from %s: %d usable keys %s in %.1f ms",
-            url,
+            "key set: %d usable keys %s in %.1f ms",
             len(keys),
             sorted(keys.kids),
             (self._monotonic() - started) * 1000,
@@ -221,16 +227,47 @@ class RemoteKeySet:
         for kid, why in keys.skipped:
             logger.debug("skipped a key (kid %r): %s", kid, why)
 
-    def _install(self, seq: int, keys: KeySet, ttl: float) -> None:
+    async def _document(self) -> dict[str, Any]:
+        """A key set newer than ours: from another process through the shared cache if one
+        has it, else fetched (once for all processes) from the issuer."""
+        if self._shared is None:
+            return (await self._from_issuer())[0]
+        have = self._state.document_at
+        return await self._shared.once(
+            self._shared.key("jwks"),
+            self._from_issuer,
+            lease=self._settings.http_timeout + 1,
+            accept=lambda document: "failed" in document or number(document.get("at")) > have,
+        )
+
+    async def _from_issuer(self) -> tuple[dict[str, Any], float]:
+        """The issuer's key set as a shareable document, and how long to share it. A failure
+        is shared briefly too, so that processes waiting for this fetch back off with it."""
+        try:
+            async with asyncio.timeout(self._settings.http_timeout):  # one budget for it all
+                url = self._settings.jwks_uri or await self._discovery.endpoint("jwks_uri")
+                response = await self._http.get_json(url)
+        except FetchError as error:
+            return error.marker(), FIRST_BACKOFF
+        except TimeoutError:
+            return FetchError("timeout", unreachable=True).marker(), FIRST_BACKOFF
+        ttl = self._ttl(response.headers)
+        return {"jwks": response.data, "at": self._wall(), "ttl": ttl}, ttl
+
+    def _install(self, seq: int, keys: KeySet, document: dict[str, Any]) -> None:
         old = self._state
         if seq < old.seq:
             return  # an older fetch must never overwrite a newer key set
         now = self._monotonic()
         settings = self._settings
-        expires_at = now + ttl
+        ttl = number(document.get("ttl")) or settings.jwks_ttl
+        fetched = number(document.get("at"))
+        # A document from another process is as old as its fetch (clamped: clocks differ).
+        expires_at = now + min(max(ttl - (self._wall() - fetched), 0.0), ttl)
         self._state = _State(
             keys=keys,
             fetched_at=now,
+            document_at=fetched,
             expires_at=expires_at,
             refresh_at=expires_at - min(ttl * REFRESH_AHEAD_SHARE, MAX_REFRESH_AHEAD),
             stale_until=expires_at + settings.jwks_max_stale,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -26,13 +26,14 @@ from ._claims import check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings
 from ._discovery import Discovery
-from ._errors import AuthError, InvalidTokenError, Reason
+from ._errors import AuthError, ConfigurationError, InvalidTokenError, Reason
 from ._http import HTTPClient
 from ._introspector import Introspector
 from ._jose import CompactJWS, Header, Verifier, parse_compact
 from ._keyset import Need, RemoteKeySet
 from ._options import options_from
 from ._secret import Secret, as_secret
+from ._shared import SharedCache
 from ._token import AccessToken, fingerprint, text_fingerprint
 
 logger = logging.getLogger("oauth_shield.validator")
@@ -62,6 +63,34 @@ class _NeedIntrospection(NamedTuple):
 _Pending = _NeedKeys | _NeedIntrospection
 
 
+def shared_cache(
+    issuer: str,
+    redis_url: str | None,
+    cache: Any,
+    secret: Secret | None,
+    monotonic: Callable[[], float],
+) -> SharedCache | None:
+    """The shared tier, from a Redis URL or an aiocache instance (not both), if any."""
+    if redis_url is not None and cache is not None:
+        raise ConfigurationError("give redis_url or cache, not both")
+    if redis_url is not None:
+        try:
+            import redis  # noqa: F401 - aiocache needs it for redis://
+            from aiocache import Cache
+        except ImportError:
+            raise ImportError(
+                "redis_url needs Redis support: pip install 'oauth-shield[redis]'"
+            ) from None
+        if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
+            raise ConfigurationError("redis_url must be a redis:// or rediss:// URL")
+        cache = Cache.from_url(redis_url)
+    if cache is None:
+        if secret is not None:
+            raise ConfigurationError("cache_secret needs a shared cache (redis_url or cache)")
+        return None
+    return SharedCache(cache, issuer, secret=secret, monotonic=monotonic)
+
+
 class TokenValidator:
     """Validate OAuth 2.0 bearer tokens for one issuer and one API (the resource server).
 
@@ -85,6 +114,12 @@ class TokenValidator:
         and ``jti`` become optional).
     :param insecure_http: allow plain http to a non-loopback issuer (development networks only;
         logged as a warning at startup).
+    :param redis_url: share key sets and introspection verdicts with every process using the
+        same Redis (``redis://host:6379/0``; needs the ``redis`` extra).
+    :param cache: the same with any aiocache cache instance you configured yourself.
+    :param cache_secret: authenticate what goes through the shared cache (HMAC-SHA256), so
+        that write access to Redis alone cannot make a token valid; the same in every
+        process. Or ``cache_secret_file``.
     :param transport: an ``httpx`` transport for all requests to the issuer (TLS settings,
         proxies, tests).
     :param clock: the clock seam (see :class:`~oauth_shield._clock.Clock`), for tests.
@@ -121,7 +156,12 @@ class TokenValidator:
         introspection_rate: float = defaults.DEFAULT_INTROSPECTION_RATE,
         introspection_burst: int = defaults.DEFAULT_INTROSPECTION_BURST,
         introspection_fields: Iterable[str] = defaults.DEFAULT_INTROSPECTION_FIELDS,
+        introspection_grace: float = defaults.DEFAULT_INTROSPECTION_GRACE,
         insecure_http: bool = False,
+        redis_url: str | None = None,
+        cache: Any = None,
+        cache_secret: str | Secret | None = None,
+        cache_secret_file: str | os.PathLike[str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -150,6 +190,7 @@ class TokenValidator:
             introspection_rate=introspection_rate,
             introspection_burst=introspection_burst,
             introspection_fields=introspection_fields,  # type: ignore[arg-type]
+            introspection_grace=introspection_grace,
             insecure_http=insecure_http,
         )
         for warning in self.settings.warnings():
@@ -161,7 +202,23 @@ class TokenValidator:
             transport=transport,
             allow_http=insecure_http,
         )
-        self._discovery = Discovery(issuer, self._http, self._clock.monotonic)
+        self._owns_cache = redis_url is not None
+        self._shared = shared_cache(
+            issuer,
+            redis_url,
+            cache,
+            as_secret(cache_secret, cache_secret_file, "cache_secret"),
+            self._clock.monotonic,
+        )
+        if self._shared is not None and cache_secret is None and cache_secret_file is None:
+            config_logger.warning(
+                "the shared cache is not authenticated: whoever can write to it can make "
+                "tokens valid; set cache_secret (issuer %s)",
+                issuer,
+            )
+        self._discovery = Discovery(
+            issuer, self._http, self._clock.monotonic, wall=self._clock.time, shared=self._shared
+        )
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
         self._known_headers: dict[str, Header] = {}
         self._keys = RemoteKeySet(
@@ -169,10 +226,12 @@ class TokenValidator:
             self._http,
             self._discovery,
             monotonic=self._clock.monotonic,
+            wall=self._clock.time,
+            shared=self._shared,
             on_keys_removed=self._verified.clear,
         )
         self._introspector = (
-            Introspector(self.settings, self._http, self._discovery, self._clock)
+            Introspector(self.settings, self._http, self._discovery, self._clock, self._shared)
             if self.settings.introspection
             else None
         )
@@ -214,6 +273,8 @@ class TokenValidator:
             await self._introspector.aclose()
         await self._discovery.aclose()
         await self._http.aclose()
+        if self._shared is not None and self._owns_cache:
+            await self._shared.aclose()
 
     def _forget_loop(self) -> None:
         """After a fork: drop what belonged to the parent's event loop, keep the caches."""

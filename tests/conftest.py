@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from oauth_shield import AuthError, Reason, TokenValidator
 from oauth_shield.testing import LocalIssuer, SigningKey
+from tests.redis_server import RedisServer
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "https://api.test"
@@ -136,3 +137,23 @@ async def answer_lifespan(receive: Any, send: Any) -> None:
     while (await receive())["type"] != "lifespan.shutdown":
         await send({"type": "lifespan.startup.complete"})
     await send({"type": "lifespan.shutdown.complete"})
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the session (./run test installs it when missing)."""
+    if not RedisServer.available():
+        pytest.fail("redis-server is needed (./run test installs it with apt-get)")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """The session's redis-server, emptied, and running again if a test stopped it."""
+    if not redis_server.ping():
+        redis_server.start()
+    redis_server.flush()
+    yield redis_server
+    if not redis_server.ping():
+        redis_server.start()

@@ -289,3 +289,20 @@ def test_an_unknown_prefixed_key_is_logged_once(caplog: pytest.LogCaptureFixture
         options_from(config, TokenValidator)
     said = [r.getMessage() for r in caplog.records]
     assert said == ["OAUTH_SHIELD_AUDEINCE is not an oauth_shield setting; it is ignored"]
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"redis_url": "redis://127.0.0.1:1/0", "cache": object()}, "not both"),
+        ({"redis_url": "http://127.0.0.1:6379"}, "redis:// or rediss://"),
+        ({"cache_secret": "s"}, "needs a shared cache"),
+        (
+            {"redis_url": "redis://127.0.0.1:1/0", "cache_secret": "s", "cache_secret_file": "f"},
+            "not both",
+        ),
+    ],
+)
+def test_shared_cache_settings_refused(options: dict[str, object], complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        TokenValidator(issuer=ISSUER, audience=AUDIENCE, **options)  # type: ignore[arg-type]

@@ -89,14 +89,17 @@ async def test_wrong_credentials_never_let_a_token_through(
     assert all(piece not in text for piece in secret_pieces(token))
 
 
-async def test_an_outage_answers_503_and_nothing_is_cached(fresh_provider: OIDCProvider) -> None:
+async def test_an_outage_answers_503_and_nothing_is_cached(
+    fresh_provider: OIDCProvider, shifted_clock: ShiftedClock
+) -> None:
     op = fresh_provider
     token = op.token("client-opaque")
-    async with introspecting(op, http_timeout=0.5) as validator:
+    async with introspecting(op, http_timeout=0.5, clock=shifted_clock) as validator:
         await validator.validate(provider_token := op.token("client-opaque"))  # warms discovery
         op.set_faults(mode="status", status=503)
         error = await refused(validator, token, Reason.INTROSPECTION_UNAVAILABLE)
         assert error.status_code == 503
         op.clear_faults()
+        shifted_clock.advance_monotonic(1)  # the outage backoff: no call for a second
         assert await validator.validate(token)
         assert await validator.validate(provider_token)

@@ -317,14 +317,94 @@ async def test_a_negative_verdict_is_cached_briefly(
 
 
 async def test_server_failures_are_not_cached(
-    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer, clock: FrozenClock
 ) -> None:
     validator = introspecting()
     token = issuer.opaque_token()
     gate.failure = respond(issuer, httpx.Response(503))
     await refused(validator, token, Reason.INTROSPECTION_UNAVAILABLE)
     gate.come_back()
+    clock.advance(1)  # the outage backoff; the failure itself was not remembered for the token
     assert await validator.validate(token)
+
+
+# --- outage policy ------------------------------------------------------------------------
+
+
+async def test_an_outage_fails_closed_by_default(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token(exp=int(clock.time()) + 3600)
+    await validator.validate(token)
+    clock.advance(61)  # past the positive TTL
+    gate.go_down()
+    error = await refused(validator, token, Reason.INTROSPECTION_UNAVAILABLE)
+    assert error.status_code == 503 and int(error.headers()["Retry-After"]) >= 1
+
+
+async def test_an_outage_costs_one_call_a_second_and_two_log_lines(
+    introspecting: Make,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    validator = introspecting()
+    await validator.validate(issuer.opaque_token())
+    gate.go_down()
+    for _ in range(3):
+        for _ in range(10):  # distinct tokens: no cache helps, the backoff does
+            await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+        clock.advance(1)
+    assert calls(issuer) == 1 + 3
+    gate.come_back()
+    assert await validator.validate(issuer.opaque_token())
+    said = [r.getMessage() for r in caplog.records if r.name == "oauth_shield.introspection"]
+    assert said == [
+        "introspection endpoint unavailable (unreachable)",
+        "introspection endpoint is back",
+    ]
+
+
+async def test_the_grace_keeps_recently_active_tokens_through_an_outage(
+    introspecting: Make,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    validator = introspecting(introspection_grace=300)
+    seen = issuer.opaque_token(exp=int(clock.time()) + 3600, sub="seen")
+    short = issuer.opaque_token(exp=int(clock.time()) + 120, sub="short")
+    await validator.validate(seen)
+    await validator.validate(short)
+    clock.advance(61)
+    gate.go_down()
+    for _ in range(3):
+        assert (await validator.validate(seen)).subject == "seen"
+    said = [r.getMessage() for r in caplog.records if r.name == "oauth_shield.introspection"]
+    assert sum("grace" in message for message in said) == 1  # once per outage
+    await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)  # never seen
+    clock.advance(120)  # ``short`` has expired: no grace makes it valid again
+    await refused(validator, short, Reason.EXPIRED)
+    clock.advance(300 - 120)  # 60 s of freshness and 300 s of grace are over
+    await refused(validator, seen, Reason.INTROSPECTION_UNAVAILABLE)
+
+
+async def test_the_grace_covers_outages_not_verdicts(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting(introspection_grace=300)
+    revoked = issuer.opaque_token(exp=int(clock.time()) + 3600)
+    refused_by_server = issuer.opaque_token(exp=int(clock.time()) + 3600)
+    await validator.validate(revoked)
+    await validator.validate(refused_by_server)
+    clock.advance(61)
+    issuer.revoke(revoked)
+    await refused(validator, revoked, Reason.INACTIVE)  # the server answered: its word holds
+    gate.failure = respond(issuer, httpx.Response(401))  # our credentials were refused
+    await refused(validator, refused_by_server, Reason.INTROSPECTION_FAILED)
 
 
 async def test_tokens_that_differ_only_at_the_end(introspecting: Make, issuer: LocalIssuer) -> None:

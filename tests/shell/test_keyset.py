@@ -121,8 +121,9 @@ async def test_an_older_fetch_cannot_overwrite_a_newer_key_set(
     algorithms = validator.settings.algorithms  # type: ignore[attr-defined]
     newer = import_key_set({"keys": [signing_keys["RS256"].jwk]}, algorithms)
     older = import_key_set({"keys": [signing_keys["ES256"].jwk]}, algorithms)
-    keys._install(2, newer, 300.0)
-    keys._install(1, older, 300.0)
+    document = {"ttl": 300.0, "at": 0.0}
+    keys._install(2, newer, document)
+    keys._install(1, older, document)
     assert keys.keys is newer
 
 

@@ -1,0 +1,111 @@
+"""Four uvicorn worker processes sharing one Redis. All four warm their key set at the same
+moment on start-up, then concurrent load arrives carrying opaque tokens none has seen: the
+authorization server sees one metadata fetch, one key-set fetch and one introspection per
+opaque token in total, however the requests spread over the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from oauth_shield.testing import loopback_socket
+from tests.provider import API_AUDIENCE, OIDCProvider
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = 4
+OPAQUE_TOKENS = 5
+REQUESTS = 600
+
+pytestmark = pytest.mark.slow
+
+
+class Workers:
+    """The running server: its URL, and what its workers wrote to stderr so far."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self._log = log
+
+    def said(self) -> str:
+        return self._log.read_text(errors="replace")
+
+
+@pytest.fixture
+def workers(provider: OIDCProvider, redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
+    """``uvicorn --workers 4`` serving tests/integration/multiprocess_app.py."""
+    with loopback_socket() as probe:
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "OAUTH_SHIELD_ISSUER": provider.issuer,
+        "OAUTH_SHIELD_AUDIENCE": API_AUDIENCE,
+        "OAUTH_SHIELD_CLIENT_ID": "resource-server",
+        "OAUTH_SHIELD_CLIENT_SECRET": provider.clients["resource-server"],
+        "OAUTH_SHIELD_REDIS_URL": redis.url,
+        "OAUTH_SHIELD_CACHE_SECRET": secrets.token_urlsafe(32),
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "tests.integration.multiprocess_app:app",
+        "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    log = tmp_path / "workers.log"
+    with log.open("wb") as stderr:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr)
+    running = Workers(f"http://127.0.0.1:{port}", log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # up as soon as one worker answers: the others may still be starting
+            try:
+                httpx.get(f"{running.url}/whoami", timeout=1)
+                break
+            except httpx.TransportError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not start: {running.said()}") from None
+                time.sleep(0.02)
+        yield running
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert "Traceback" not in running.said(), running.said()
+
+
+async def test_cold_workers_under_load_fetch_once_between_them(
+    workers: Workers, provider: OIDCProvider
+) -> None:
+    tokens = {
+        "client-rs256": provider.token("client-rs256"),
+        "client-es256": provider.token("client-es256"),
+        **{f"opaque-{i}": provider.token("client-opaque") for i in range(OPAQUE_TOKENS)},
+    }
+    order = random.Random(7).choices(list(tokens), k=REQUESTS)
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=workers.url, limits=limits, timeout=30) as client:
+
+        async def call(name: str) -> tuple[int, object]:
+            bearer = {"Authorization": f"Bearer {tokens[name]}"}
+            response = await client.get("/whoami", headers=bearer)
+            return response.status_code, response.json().get("pid")
+
+        results = await asyncio.gather(*(call(name) for name in order))
+    assert Counter(status for status, _ in results) == {200: REQUESTS}
+    assert len({pid for _, pid in results}) >= 2, "the load never reached a second worker"
+    stats = provider.stats()
+    fetches = (stats["discovery"], stats["jwks"], stats["introspection"])
+    assert fetches == (1, 1, OPAQUE_TOKENS), workers.said()
