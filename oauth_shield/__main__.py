@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 
-from .apikeys import new_key
+from ._errors import ConfigurationError
+from .apikeys import as_utc, new_key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +26,14 @@ def main(argv: list[str] | None = None) -> int:
 
     expires = None
     if args.expires:
-        expires = datetime.fromisoformat(args.expires)
-        expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires.astimezone(UTC)
-    key, stored = new_key(args.scopes, expires)
+        try:
+            expires = as_utc(datetime.fromisoformat(args.expires))
+        except ValueError:
+            parser.error(f"--expires: not an ISO 8601 date or time: {args.expires!r}")
+    try:
+        key, stored = new_key(args.scopes, expires)
+    except ConfigurationError as error:
+        parser.error(f"--scopes: {error}")
     print("API key (shown once; hand it to its client and do not keep it):")
     print(f"  {key}")
     print("Line to store, in OAUTH_SHIELD_API_KEYS or the file OAUTH_SHIELD_API_KEYS_FILE names:")

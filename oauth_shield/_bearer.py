@@ -58,7 +58,8 @@ def credentials(
 ) -> Credentials:
     """The request's bearer token or API key, or the :class:`AuthError` that answers it."""
     if api_keys:
-        if len(api_keys) > 1 or authorization or query or form:
+        # A comma is never part of a key: it is a WSGI server's fold of repeated headers.
+        if len(api_keys) > 1 or "," in api_keys[0] or authorization or query or form:
             raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
         if not accept_api_keys:  # this route wants a bearer token: challenge for one
             raise MissingTokenError(Reason.OTHER_SCHEME)

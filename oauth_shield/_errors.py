@@ -63,6 +63,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     # API keys
     INVALID_API_KEY = "invalid_api_key"
+    API_KEY_EXPIRED = "api_key_expired"
 
 
 class ConfigurationError(ValueError):
@@ -133,6 +134,7 @@ class InvalidTokenError(AuthError):
     _descriptions: ClassVar[dict[Reason, str]] = {
         Reason.EXPIRED: "The access token expired",
         Reason.INVALID_API_KEY: "The API key is invalid",
+        Reason.API_KEY_EXPIRED: "The API key expired",
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,8 +21,9 @@ logger = logging.getLogger("oauth_shield.config")
 
 PREFIX = "OAUTH_SHIELD_"
 
-_NOT_CONFIGURABLE = frozenset({"transport", "clock", "self"})
+_NOT_CONFIGURABLE = frozenset({"transport", "clock", "cache", "self"})
 _LISTS = frozenset({"audience", "algorithms", "introspection_fields"})
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1 token
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -132,6 +134,13 @@ class AdapterSettings:
             if value is not None:
                 values[name] = value
         settings = cls(**values)
+        header = settings.api_key_header
+        if (
+            not isinstance(header, str)
+            or _FIELD_NAME.fullmatch(header) is None
+            or header.lower() in ("authorization", "cookie")
+        ):
+            raise ConfigurationError("api_key_header must be a header name, not Authorization")
         if settings.allow_query_token:
             logger.warning("tokens in the query string are accepted: they end up in access logs")
         if settings.realm is None:

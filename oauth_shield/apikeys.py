@@ -38,6 +38,8 @@ PREFIX = "osk_"
 _ALPHABET = string.ascii_letters + string.digits
 _KEY = re.compile(r"osk_([a-z0-9]{10})_([A-Za-z0-9]{43})")
 _LINE = re.compile(r"(osk_[a-z0-9]{10})\s+sha256=([0-9a-f]{64})((?:\s+\w+=\S*)*)\s*")
+# RFC 6749 §3.3 scope-token, less the comma that separates scopes in a stored line
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]+")
 _NO_DIGEST = bytes(32)  # compared against when the id is unknown: the same work either way
 
 
@@ -67,11 +69,19 @@ class StoredKey:
 def new_key(
     scopes: Iterable[str] = (), expires_at: datetime | None = None
 ) -> tuple[str, StoredKey]:
-    """A new random key, and what to store for it. Show the key once; keep only the line."""
+    """A new random key, and what to store for it. Show the key once; keep only the line.
+
+    A naive ``expires_at`` is read as UTC.
+    """
+    scopes = list(scopes)
+    if any(_SCOPE_TOKEN.fullmatch(scope) is None for scope in scopes):
+        raise ConfigurationError("scopes are RFC 6749 scope tokens, without commas")
+    if expires_at is not None:
+        expires_at = as_utc(expires_at)
     key_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
     body = "".join(secrets.choice(_ALPHABET) for _ in range(43))
     key = f"{PREFIX}{key_id}_{body}"
-    stored = StoredKey(f"{PREFIX}{key_id}", _digest(key), required_scopes(list(scopes)), expires_at)
+    stored = StoredKey(f"{PREFIX}{key_id}", _digest(key), required_scopes(scopes), expires_at)
     return key, stored
 
 
@@ -139,7 +149,7 @@ class APIKeyStore:
         ):
             raise InvalidTokenError(Reason.INVALID_API_KEY)
         if stored.expires_at is not None and self._clock.time() >= stored.expires_at.timestamp():
-            raise InvalidTokenError(Reason.EXPIRED)
+            raise InvalidTokenError(Reason.API_KEY_EXPIRED)
         return grant(_identity(stored, text_fingerprint(key)), required)  # type: ignore[arg-type]
 
 
@@ -154,6 +164,11 @@ def _identity(stored: StoredKey, fingerprint: str) -> AccessToken:
         claims=MappingProxyType(claims),
         fingerprint=fingerprint,
     )
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one (no offset given) is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _digest(key: str) -> bytes:
@@ -175,9 +190,7 @@ def _parse_line(line: str, number: int) -> StoredKey:
     expires = None
     if "expires" in fields:
         try:
-            expires = datetime.fromisoformat(fields["expires"].replace("Z", "+00:00")).astimezone(
-                UTC
-            )
+            expires = as_utc(datetime.fromisoformat(fields["expires"]))
         except ValueError:
             raise ConfigurationError(
                 f"API key line {number}: expires is not an ISO 8601 date"

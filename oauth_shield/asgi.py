@@ -18,8 +18,8 @@ from urllib.parse import parse_qs
 
 from ._bearer import Credentials, credentials, error_response
 from ._claims import required_scopes
-from ._errors import AuthError, ConfigurationError, is_quotable
-from ._options import default_realm
+from ._errors import AuthError, ConfigurationError
+from ._options import AdapterSettings
 from ._secret import Secret
 from ._token import AccessToken
 from ._validator import TokenValidator
@@ -65,15 +65,20 @@ class BearerAuthMiddleware:
         api_keys: APIKeyStore | None = None,
         api_key_header: str = "X-API-Key",
     ) -> None:
-        if realm is not None and not is_quotable(realm):
-            raise ConfigurationError("realm must be printable ASCII without quotes or backslashes")
+        settings = AdapterSettings.merged(
+            {},
+            validator.settings.audience,
+            realm=realm,
+            allow_query_token=allow_query,
+            api_key_header=api_key_header,
+        )
         self.app = app
         self.validator = validator
-        self.realm = realm if realm is not None else default_realm(validator.settings.audience)
+        self.realm = settings.realm
         self.allow_query = allow_query
         self.exempt_options = exempt_options
         self.api_keys = api_keys
-        self._api_key_header = api_key_header.lower().encode("latin-1")
+        self._api_key_header = settings.api_key_header.lower().encode("latin-1")
         rules = scopes.items() if isinstance(scopes, Mapping) else [("/", scopes)]
         self._rules = sorted(
             ((_prefix(path), required_scopes(wanted)) for path, wanted in rules),

@@ -11,8 +11,9 @@ behind you, with an audience that was never meant for them. Instead:
 
 Both ``httpx.Auth`` classes work with sync and async httpx clients. Tokens come from Authlib's
 httpx OAuth 2.0 client, are cached until shortly before they expire, and are refreshed once for
-all concurrent callers. A 401 from the downstream service discards the cached token and retries
-once with a fresh one.
+all concurrent callers; a failed request makes calls fail at once for a second rather than
+each asking again. A 401 from the downstream service discards the cached token and retries
+once with a fresh one. The token endpoint must be https (plain http on loopback only).
 
 >>> auth = ClientCredentialsAuth(                                          # doctest: +SKIP
 ...     token_endpoint=..., client_id=..., client_secret=...)
@@ -32,6 +33,8 @@ from typing import Any
 import httpx
 
 from ._cache import BoundedCache
+from ._config import url_problem
+from ._errors import ConfigurationError
 from ._introspection import basic_authorization
 from ._secret import Secret
 from ._token import token_digest
@@ -60,6 +63,8 @@ REFRESH_LEEWAY = 30.0
 DEFAULT_LIFETIME = 300.0
 #: Exchanged tokens remembered, by digest of the subject token.
 EXCHANGE_CACHE_SIZE = 10_000
+#: After a failed token request, how long calls fail at once without asking again.
+FAILURE_BACKOFF = 1.0
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
@@ -81,7 +86,10 @@ class _Grant:
         timeout: float,
         transport: httpx.BaseTransport | None,
         async_transport: httpx.AsyncBaseTransport | None,
+        insecure_http: bool,
     ) -> None:
+        if (problem := url_problem(token_endpoint, insecure_http)) is not None:
+            raise ConfigurationError(f"token_endpoint {problem}")
         self.token_endpoint = token_endpoint
         self._secret = client_secret if isinstance(client_secret, Secret) else Secret(client_secret)
         self._options: dict[str, Any] = {
@@ -121,7 +129,10 @@ class _Grant:
         self, token: Mapping[str, Any] | None, failure: BaseException | None
     ) -> tuple[Secret, float]:
         if token is None or not isinstance(token.get("access_token"), str):
-            code = getattr(failure, "error", None) or type(failure).__name__
+            if failure is None:
+                code = "no access_token in the answer"
+            else:
+                code = getattr(failure, "error", None) or type(failure).__name__
             raise DownstreamAuthError(f"no token from {self.token_endpoint} ({code})")
         lifetime = token.get("expires_in")
         lifetime = (
@@ -141,20 +152,46 @@ def _form_encoded_basic(
 
 
 class _Tokens:
-    """A cached token, refreshed once for all waiting callers (threads or tasks)."""
+    """A cached token, refreshed once for all waiting callers (threads or tasks). After a
+    failed request, callers fail at once for :data:`FAILURE_BACKOFF` instead of each asking
+    the token endpoint again."""
 
     def __init__(self) -> None:
         self.token: Secret | None = None
         self.refresh_at = 0.0
         self.lock = threading.Lock()
         self.task: asyncio.Task[tuple[Secret, float]] | None = None
+        self.failure = ""
+        self.failed_until = 0.0
 
     def fresh(self) -> Secret | None:
-        return self.token if self.token is not None and time.monotonic() < self.refresh_at else None
+        now = time.monotonic()
+        if self.token is not None and now < self.refresh_at:
+            return self.token
+        if now < self.failed_until:
+            raise DownstreamAuthError(self.failure)
+        return None
 
     def store(self, result: tuple[Secret, float]) -> Secret:
         self.token, self.refresh_at = result
         return self.token
+
+    def _failed(self, error: DownstreamAuthError) -> None:
+        self.failure, self.failed_until = str(error), time.monotonic() + FAILURE_BACKOFF
+
+    def _attempt(self, fetch: Any) -> tuple[Secret, float]:
+        try:
+            return fetch()  # type: ignore[no-any-return]
+        except DownstreamAuthError as error:
+            self._failed(error)
+            raise
+
+    async def _aattempt(self, afetch: Any) -> tuple[Secret, float]:
+        try:
+            return await afetch()  # type: ignore[no-any-return]
+        except DownstreamAuthError as error:
+            self._failed(error)
+            raise
 
     def discard(self, token: Secret) -> None:
         if self.token is token:
@@ -164,13 +201,13 @@ class _Tokens:
         if (token := self.fresh()) is not None:
             return token
         with self.lock:  # threads wait for the one fetch in progress
-            return self.fresh() or self.store(fetch())
+            return self.fresh() or self.store(self._attempt(fetch))
 
     async def aget(self, afetch: Any) -> Secret:
         if (token := self.fresh()) is not None:
             return token
         if self.task is None or self.task.done():
-            self.task = asyncio.ensure_future(afetch())
+            self.task = asyncio.ensure_future(self._aattempt(afetch))
         return self.store(await asyncio.shield(self.task))
 
 
@@ -218,6 +255,7 @@ class ClientCredentialsAuth(_BearerAuth):
 
     :param resource: the downstream API (RFC 8707 resource indicator), if the server wants one.
     :param transport: / :param async_transport: httpx transports for the token requests.
+    :param insecure_http: allow a plain-http token endpoint off loopback (tests only).
     """
 
     def __init__(
@@ -233,6 +271,7 @@ class ClientCredentialsAuth(_BearerAuth):
         timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
+        insecure_http: bool = False,
     ) -> None:
         self._grant = _Grant(
             token_endpoint,
@@ -242,6 +281,7 @@ class ClientCredentialsAuth(_BearerAuth):
             timeout,
             transport,
             async_transport,
+            insecure_http,
         )
         params = {
             "grant_type": "client_credentials",
@@ -289,6 +329,7 @@ class TokenExchanger:
         timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
+        insecure_http: bool = False,
     ) -> None:
         self._grant = _Grant(
             token_endpoint,
@@ -298,6 +339,7 @@ class TokenExchanger:
             timeout,
             transport,
             async_transport,
+            insecure_http,
         )
         params = {
             "grant_type": TOKEN_EXCHANGE,
@@ -381,23 +423,32 @@ CREDENTIALS = frozenset(
 )
 
 
-def forward_headers(
-    inbound: Mapping[str, str] | Iterable[tuple[str, str]], allow: Iterable[str] = FORWARDED
-) -> dict[str, str]:
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def forward_headers(inbound: Headers, allow: Iterable[str] = FORWARDED) -> list[tuple[str, str]]:
     """The headers to send downstream: only ``allow``-listed ones, never credentials, cookies
-    or hop-by-hop headers (nor those the inbound ``Connection`` header names)."""
-    pairs = list(inbound.items() if isinstance(inbound, Mapping) else inbound)
-    blocked = _blocked(pairs)
-    allowed = {name.lower() for name in allow} - blocked
-    return {name: value for name, value in pairs if name.lower() in allowed}
+    or hop-by-hop headers (nor those the inbound ``Connection`` header names). Repeated
+    headers stay repeated: the result is a list of pairs, which httpx and every framework take."""
+    pairs = _pairs(inbound)
+    allowed = {name.lower() for name in allow} - _blocked(pairs)
+    return [(name, value) for name, value in pairs if name.lower() in allowed]
 
 
-def response_headers(upstream: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+def response_headers(upstream: Headers) -> list[tuple[str, str]]:
     """The headers of a downstream response that may be relayed to the caller: all but
     credentials, cookies and hop-by-hop headers (and the length the framework sets again)."""
-    pairs = list(upstream.items() if isinstance(upstream, Mapping) else upstream)
+    pairs = _pairs(upstream)
     blocked = _blocked(pairs) | {"content-length", "content-encoding"}
-    return {name: value for name, value in pairs if name.lower() not in blocked}
+    return [(name, value) for name, value in pairs if name.lower() not in blocked]
+
+
+def _pairs(headers: Headers) -> list[tuple[str, str]]:
+    """Every (name, value), repeats included (httpx's ``items()`` would join them)."""
+    multi_items = getattr(headers, "multi_items", None)
+    if multi_items is not None:
+        return list(multi_items())
+    return list(headers.items() if isinstance(headers, Mapping) else headers)
 
 
 def _blocked(pairs: list[tuple[str, str]]) -> set[str]:

@@ -67,9 +67,12 @@ _TRIGGERS = ("authoriz", "cookie", "api_key", "api-key", "apikey", "bearer", "ey
              "secret=", "password=", "osk_")  # fmt: skip
 
 
+_MASK = "[redacted:"
+
+
 def mask(value: str) -> str:
     """``[redacted:<fingerprint>]`` for ``value``."""
-    return f"[redacted:{text_fingerprint(value)}]"
+    return f"{_MASK}{text_fingerprint(value)}]"
 
 
 class RedactingFilter(_logging.Filter):
@@ -162,13 +165,16 @@ def _masked(match: re.Match[str]) -> str:
     if match.group("header") is not None:
         value = match.group("hvalue")
         scheme = _CREDENTIALS.fullmatch(value.strip())
+        if (scheme.group(2) if scheme else value).startswith(_MASK):  # a registered secret
+            return match.group()
         # Keep the scheme: the fingerprint is then the credential's own, as the validator logs it.
         masked = scheme.group(1) + mask(scheme.group(2)) if scheme else mask(value)
         return match.group("header") + masked
     if match.group("bearer") is not None:
         return match.group("bearer") + mask(match.group("token"))
     if match.group("param") is not None:
-        return match.group("param") + mask(match.group("pvalue"))
+        value = match.group("pvalue")
+        return match.group() if value.startswith(_MASK) else match.group("param") + mask(value)
     return mask(match.group())
 
 

@@ -55,6 +55,8 @@ _MAX_FORM_SCAN = 64 * 1024
 def _from_request(name: str, what: str) -> Any:
     value = g.get(name)
     if value is None:
+        if g.get("oauth_shield_token") is not None:  # the request presented an API key
+            raise RuntimeError(f"no {what}: this request was authenticated by an API key")
         raise RuntimeError(f"no {what}: this view is not protected by shield.require()")
     return value
 
@@ -113,7 +115,7 @@ class Shield:
         settings = AdapterSettings.merged(
             app.config, validator.settings.audience, **self._adapter_options
         )
-        keys = self._api_keys or APIKeyStore.configured(app.config)
+        keys = self._api_keys if self._api_keys is not None else APIKeyStore.configured(app.config)
         state = app.extensions[EXTENSION] = _AppState(validator, settings, keys)
         self._apps.append(state)
         self._check_api_keys()

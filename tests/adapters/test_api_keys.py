@@ -12,6 +12,7 @@ import pytest
 import quart_oauth_shield
 from flask import Flask
 from quart import Quart
+from werkzeug.datastructures import Headers
 
 from oauth_shield import ConfigurationError, TokenValidator
 from oauth_shield.apikeys import APIKeyStore, new_key
@@ -90,7 +91,9 @@ def quart_app(issuer: LocalIssuer, **options: Any) -> Quart:
     return app
 
 
-async def call(app: Any, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any] | str]:
+async def call(
+    app: Any, path: str, headers: dict[str, str] | Headers
+) -> tuple[int, dict[str, Any] | str]:
     if isinstance(app, Quart):
         response = await app.test_client().get(path, headers=headers)
         return response.status_code, await response.get_json() or await response.get_data(
@@ -135,6 +138,12 @@ async def test_both_an_api_key_and_a_bearer_token_is_invalid_request(
         assert body["error"] == "invalid_request"  # type: ignore[index]
 
 
+async def test_two_api_keys_are_invalid_request(app: Any) -> None:
+    twice = Headers([("X-API-Key", KEY), ("X-API-Key", KEY)])  # WSGI folds them into one
+    status, body = await call(app, "/keys", twice)
+    assert (status, body["error"]) == (400, "invalid_request")  # type: ignore[index]
+
+
 async def test_a_wrong_api_key(app: Any) -> None:
     status, body = await call(app, "/keys", {"X-API-Key": KEY[:-2] + "zz"})
     assert status == 401
@@ -152,8 +161,11 @@ async def test_current_bearer_is_the_raw_token_behind_a_secret(
 
 def test_current_bearer_is_not_there_for_an_api_key(issuer: LocalIssuer, clock: Any) -> None:
     app = flask_app(issuer, clock=clock)
-    app.testing = False
-    assert app.test_client().get("/bearer-of-a-key", headers={"X-API-Key": KEY}).status_code == 500
+    app.testing = True  # the view's exception reaches the test
+    with pytest.raises(
+        RuntimeError, match="no bearer token: this request was authenticated by an API key"
+    ):
+        app.test_client().get("/bearer-of-a-key", headers={"X-API-Key": KEY})
 
 
 @pytest.mark.parametrize("extension", [flask_oauth_shield, quart_oauth_shield])
@@ -225,3 +237,25 @@ def test_insecure_settings_are_logged_at_startup(
     assert any("query string" in line for line in said)
     with pytest.raises(ConfigurationError, match="insecure_http"):
         TokenValidator(issuer="http://issuer.internal:8080", audience="a")
+
+
+def test_the_middleware_warns_of_query_tokens_too(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="oauth_shield")
+    validator = TokenValidator(issuer=issuer.issuer, audience=issuer.audience)
+    BearerAuthMiddleware(lambda *a: None, validator=validator, allow_query=True)  # type: ignore[arg-type]
+    assert any("query string" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("header", ["Authorization", "cookie", "X API Key", "", "X-Key:"])
+def test_the_api_key_header_must_be_a_plain_header_name(issuer: LocalIssuer, header: str) -> None:
+    validator = TokenValidator(issuer=issuer.issuer, audience=issuer.audience)
+    with pytest.raises(ConfigurationError, match="api_key_header"):
+        BearerAuthMiddleware(lambda *a: None, validator=validator, api_key_header=header)  # type: ignore[arg-type]
+    app = Flask("header")
+    app.config.update(
+        {"OAUTH_SHIELD_ISSUER": issuer.issuer, "OAUTH_SHIELD_AUDIENCE": issuer.audience}
+    )
+    with pytest.raises(ConfigurationError, match="api_key_header"):
+        flask_oauth_shield.Shield(app, api_key_header=header)

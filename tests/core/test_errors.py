@@ -38,6 +38,7 @@ TREE = [
         {
             Reason.EXPIRED: "The access token expired",
             Reason.INVALID_API_KEY: "The API key is invalid",
+            Reason.API_KEY_EXPIRED: "The API key expired",
         },
     ),
     (

@@ -84,6 +84,14 @@ def test_the_mask_keeps_the_token_fingerprint_the_validator_logs(
     assert mask(JWT) == f"[redacted:{text_fingerprint(JWT)}]"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [f"client_secret={SECRET}", f"Authorization: Basic {SECRET}", f"X-API-Key: {SECRET}"],
+)
+def test_a_registered_secret_is_masked_once(redacting: RedactingFilter, text: str) -> None:
+    assert redacting.redact(text) == text.replace(SECRET, mask(SECRET))
+
+
 def record(
     msg: object, *args: object, exc: BaseException | None = None, **extra: object
 ) -> logging.LogRecord:

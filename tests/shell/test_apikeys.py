@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_a_stored_line_validates_its_key(clock: FrozenClock) -> None:
     clock.advance(60)
     with pytest.raises(InvalidTokenError) as expired:
         store.validate(key)
-    assert expired.value.reason is Reason.EXPIRED
+    assert expired.value.reason is Reason.API_KEY_EXPIRED
 
 
 @pytest.mark.parametrize(
@@ -151,3 +152,39 @@ def test_the_cli_prints_a_key_once_with_its_line() -> None:
     stored_line = next(line.strip() for line in out.splitlines() if "sha256=" in line)
     assert stored_line.endswith("scopes=read expires=2030-01-01T00:00:00Z")
     assert APIKeyStore.parse(stored_line).validate(key).scopes == {"read"}
+
+
+def test_an_expiry_without_an_offset_is_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Pacific/Auckland")  # a local time far from UTC must not leak in
+    time.tzset()
+    try:
+        line = f"osk_abcdefghij sha256={'0' * 64} expires=2030-01-01T00:00:00"
+        (stored,) = APIKeyStore.parse(line)._keys.values()
+        assert stored.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
+        _, made = new_key(expires_at=datetime(2030, 1, 1))
+        assert made.line().endswith("expires=2030-01-01T00:00:00Z")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("scope", ["read,write", "two words", 'quo"te', ""])
+def test_a_key_only_takes_scopes_its_line_can_hold(scope: str) -> None:
+    with pytest.raises(ConfigurationError, match="scope"):
+        new_key([scope])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [(["--expires", "soon"], "--expires"), (["--scopes", "a,b"], "--scopes")],
+)
+def test_the_cli_answers_bad_arguments_with_usage(arguments: list[str], complaint: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "oauth_shield", "apikey", "new", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("usage:") and complaint in done.stderr
+    assert "Traceback" not in done.stderr

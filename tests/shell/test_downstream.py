@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 import httpx
 import pytest
 
-from oauth_shield import downstream
+from oauth_shield import ConfigurationError, downstream
 from oauth_shield.downstream import (
     ClientCredentialsAuth,
     DownstreamAuthError,
@@ -174,6 +174,50 @@ def test_a_failed_grant_raises_without_secrets(
     assert api.seen == []  # the downstream call was never made without a token
 
 
+def test_a_token_answer_without_a_token_says_so(api: Downstream) -> None:
+    def no_token(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"token_type": "Bearer"})
+
+    auth = ClientCredentialsAuth(
+        token_endpoint="https://issuer.test/token",
+        client_id="service",
+        client_secret=SECRET,
+        transport=httpx.MockTransport(no_token),
+    )
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        pytest.raises(DownstreamAuthError, match=r"\(no access_token in the answer\)$"),
+    ):
+        client.get("https://orders.test/x")
+
+
+async def test_a_failing_token_endpoint_is_asked_once_a_second(
+    api: Downstream, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(downstream.time, "monotonic", lambda: now[0])
+    issuer.clients["service"] = "another secret"  # the grant fails with invalid_client
+    auth = credentials(api)
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+        for _ in range(20):
+            with pytest.raises(DownstreamAuthError, match="invalid_client"):
+                await client.get("https://orders.test/x")
+        assert issuer.requests["/token"] == 1
+        issuer.clients["service"] = SECRET
+        now[0] += 1
+        assert (await client.get("https://orders.test/x")).status_code == 200
+    assert issuer.requests["/token"] == 2
+
+
+@pytest.mark.parametrize("factory", [ClientCredentialsAuth, TokenExchanger])
+def test_the_token_endpoint_must_be_https(factory: Any) -> None:
+    options = {"client_id": "service", "client_secret": SECRET}
+    with pytest.raises(ConfigurationError, match="token_endpoint must use https"):
+        factory(token_endpoint="http://issuer.example/token", **options)
+    factory(token_endpoint="http://127.0.0.1:8080/token", **options)  # loopback: fine
+    factory(token_endpoint="http://issuer.example/token", insecure_http=True, **options)
+
+
 async def test_token_exchange_gives_each_caller_their_own_downstream_token(
     api: Downstream, issuer: LocalIssuer
 ) -> None:
@@ -214,11 +258,16 @@ def test_forward_headers_is_an_allowlist_without_credentials_or_hop_by_hop() -> 
         ("Keep-Alive", "timeout=5"),
         ("TE", "trailers"),
         ("X-Internal-Debug", "1"),
+        ("Accept", "text/html"),
     ]
-    assert forward_headers(inbound) == {"Accept": "application/json", "Traceparent": "00-abc"}
-    assert forward_headers(inbound, allow=["authorization", "x-internal-debug"]) == {
-        "X-Internal-Debug": "1"
-    }
+    assert forward_headers(inbound) == [
+        ("Accept", "application/json"),
+        ("Traceparent", "00-abc"),
+        ("Accept", "text/html"),  # repeated headers stay repeated
+    ]
+    assert forward_headers(inbound, allow=["authorization", "x-internal-debug"]) == [
+        ("X-Internal-Debug", "1")
+    ]
 
 
 def test_response_headers_strip_credentials_cookies_and_hop_by_hop() -> None:
@@ -230,4 +279,9 @@ def test_response_headers_strip_credentials_cookies_and_hop_by_hop() -> None:
         "Content-Length": "10",
         "X-Request-ID": "r1",
     }
-    assert response_headers(upstream) == {"Content-Type": "application/json", "X-Request-ID": "r1"}
+    assert response_headers(upstream) == [
+        ("Content-Type", "application/json"),
+        ("X-Request-ID", "r1"),
+    ]
+    repeated = httpx.Headers([("Link", "<a>"), ("Link", "<b>"), ("Set-Cookie", "sid=1")])
+    assert response_headers(repeated) == [("link", "<a>"), ("link", "<b>")]  # as httpx names them
