@@ -10,7 +10,9 @@ original exception.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,6 +63,13 @@ class FetchError(Exception):
 _TRANSIENT = frozenset({"status_408", "status_429"})
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's verifying TLS context, made once per process: loading the CA bundle costs
+    tens of milliseconds, which every new client would otherwise pay again."""
+    return httpx.create_ssl_context()
+
+
 @dataclass(frozen=True, slots=True)
 class JSONResponse:
     status_code: int
@@ -89,6 +98,7 @@ class HTTPClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 transport=self._transport,
+                verify=_tls() if self._transport is None else True,
                 follow_redirects=False,
                 timeout=self.timeout,
                 headers=_HEADERS,
