@@ -31,6 +31,19 @@ from ._errors import (
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: Form bodies larger than this are not searched for a token (RFC 6750 §2.2).
+MAX_FORM_SCAN = 64 * 1024
+#: Requests whose body has no defined semantics, so never carries a token (RFC 6750 §2.2:
+#: "the GET method MUST NOT be used"): the adapters do not read their body at all.
+_BODYLESS_METHODS = frozenset({"GET", "HEAD"})
+
+
+def may_carry_form_token(method: str, content_type: str | None) -> bool:
+    """Whether a request's body could hold an ``access_token`` (RFC 6750 §2.2)."""
+    return method not in _BODYLESS_METHODS and (content_type or "").lower().startswith(
+        FORM_CONTENT_TYPE
+    )
 
 
 def is_b64token(value: str) -> bool:

@@ -16,7 +16,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any
 from urllib.parse import parse_qs
 
-from ._bearer import Credentials, credentials, error_response
+from ._bearer import (
+    MAX_FORM_SCAN,
+    Credentials,
+    credentials,
+    error_response,
+    may_carry_form_token,
+)
 from ._claims import required_scopes
 from ._errors import AuthError, ConfigurationError
 from ._options import AdapterSettings
@@ -28,8 +34,6 @@ from .apikeys import APIKeyStore
 __all__ = ["BearerAuthMiddleware"]
 
 #: Form bodies larger than this are handed on unread (no second token is looked for there).
-MAX_FORM_SCAN = 64 * 1024
-_FORM = "application/x-www-form-urlencoded"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -162,8 +166,8 @@ async def _form_tokens(scope: Scope, receive: Receive) -> tuple[list[str], Recei
     that a token there is seen (a second credential is ``invalid_request``), and handed on to
     the application unchanged.
     """
-    content_type = "".join(_header_values(scope, b"content-type")).lower()
-    if scope["type"] != "http" or not content_type.startswith(_FORM):
+    content_type = "".join(_header_values(scope, b"content-type"))
+    if scope["type"] != "http" or not may_carry_form_token(scope["method"], content_type):
         return [], receive
     buffered: list[Message] = []
     size, more = 0, True

@@ -38,7 +38,12 @@ from oauth_shield import (
     SyncTokenValidator,
     TokenValidator,
 )
-from oauth_shield._bearer import credentials, error_response
+from oauth_shield._bearer import (
+    MAX_FORM_SCAN,
+    credentials,
+    error_response,
+    may_carry_form_token,
+)
 from oauth_shield._claims import required_scopes
 from oauth_shield._options import AdapterSettings, options_from
 from oauth_shield.apikeys import APIKeyStore
@@ -47,9 +52,6 @@ __all__ = ["Shield", "current_bearer", "current_token"]
 
 EXTENSION = "oauth_shield"
 View = TypeVar("View", bound=Callable[..., Any])
-_FORM = "application/x-www-form-urlencoded"
-#: Form bodies larger than this are not searched for a second token (RFC 6750 §2.2).
-_MAX_FORM_SCAN = 64 * 1024
 
 
 def _from_request(name: str, what: str) -> Any:
@@ -183,10 +185,10 @@ def _authenticate(req: Request, state: _AppState, required: frozenset[str], api_
 
 def _form_tokens(req: Request) -> list[str]:
     """``access_token`` in a form body (RFC 6750 §2.2 requires a form-encoded body) of known
-    length up to ``_MAX_FORM_SCAN``. The body is cached: the view can still read it."""
-    if not req.environ.get("CONTENT_TYPE", "").lower().startswith(_FORM):
+    length up to ``MAX_FORM_SCAN``. The body is cached: the view can still read it."""
+    if not may_carry_form_token(req.method, req.environ.get("CONTENT_TYPE")):
         return []
-    if req.content_length is None or req.content_length > _MAX_FORM_SCAN:
+    if req.content_length is None or req.content_length > MAX_FORM_SCAN:
         return []
     body = req.get_data(cache=True, as_text=True)
     return parse_qs(body, keep_blank_values=True).get("access_token", [])

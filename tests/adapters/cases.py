@@ -99,6 +99,12 @@ CASES = [
         "The request carries more than one credential",
         method="POST",
     ),
+    Case(  # a GET body has no semantics: never a credential location (RFC 6750 §2.2)
+        "get-form-body-ignored",
+        lambda t: {**bearer(t["rs256"]), "data": {"access_token": t["rs256"]}},
+        200,
+        subject="client-rs256",
+    ),
     Case(
         "header-and-blank-query-token",
         lambda t: {**bearer(t["rs256"]), "params": {"access_token": ""}},
