@@ -1,38 +1,142 @@
-"""The benchmark's APIs: one view, served twice, once protected and once not.
+"""The benchmark's APIs: one view, served three times: unprotected, by oauth_shield, by a peer.
 
-Configured from OAUTH_SHIELD_* variables like the examples. Served by bench/throughput.py.
+Configured from OAUTH_SHIELD_* variables like the examples. Served by bench/throughput.py (and
+bench/resilience.py, which uses ``quart_timed``).
+
+``/peer`` is the same view protected by the best peer arrangement of bench/tokens.py: the
+hand-written joserfc key cache (bench/peers.py), written as a competent user would write it for
+each framework: a decorator that reads the bearer token, validates it (async on Quart,
+blocking on Flask), keeps the claims on ``g``, and answers 401 with ``WWW-Authenticate`` when
+the token is refused, 403 when it lacks the scope, or 503 when the issuer cannot be reached.
+It reads the same issuer and audience as the shield and discovers the key set lazily, on the
+first request.
 """
 
-import os
+from __future__ import annotations
 
-import flask_oauth_shield
-import quart_oauth_shield
+import os
+import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+import flask
+import flask_oauth_shield  # type: ignore[import-untyped,unused-ignore]
+import httpx
+import quart
+import quart_oauth_shield  # type: ignore[import-untyped,unused-ignore]
 from flask import Flask
+from joserfc.errors import JoseError
 from quart import Quart
+
+from bench.peers import SCOPE, InsufficientScopeError, JoserfcKeys, PeerError
 
 CONFIG = {k: v for k, v in os.environ.items() if k.startswith("OAUTH_SHIELD_")}
 BODY = {"items": ["a", "b", "c"]}
+ISSUER = CONFIG.get("OAUTH_SHIELD_ISSUER", "")
+AUDIENCE = CONFIG.get("OAUTH_SHIELD_AUDIENCE", "")
+ALGORITHMS = ("RS256", "ES256", "EdDSA")
+REFUSED = ({"error": "invalid_token"}, 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+FORBIDDEN = (
+    {"error": "insufficient_scope"},
+    403,
+    {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{SCOPE}"'},
+)
+UNAVAILABLE = ({"error": "temporarily_unavailable"}, 503)
+Items = dict[str, list[str]]
+
+
+def _bearer(header: str | None) -> str | None:
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def quart_peer_required(view: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    """The peer's guard for a Quart view: joserfc with the async hand-written key cache."""
+
+    @wraps(view)
+    async def guarded() -> Any:
+        token = _bearer(quart.request.headers.get("Authorization"))
+        if token is None:
+            return REFUSED
+        try:
+            quart.g.claims = await quart_keys.validate(token)
+        except InsufficientScopeError:
+            return FORBIDDEN
+        except (JoseError, PeerError, ValueError):
+            return REFUSED
+        except httpx.HTTPError:
+            return UNAVAILABLE
+        return await view()
+
+    return guarded
+
+
+def flask_peer_required(view: Callable[[], Any]) -> Callable[[], Any]:
+    """The peer's guard for a Flask view: joserfc with the blocking hand-written key cache."""
+
+    @wraps(view)
+    def guarded() -> Any:
+        token = _bearer(flask.request.headers.get("Authorization"))
+        if token is None:
+            return REFUSED
+        try:
+            flask.g.claims = flask_keys.validate_sync(token)
+        except InsufficientScopeError:
+            return FORBIDDEN
+        except (JoseError, PeerError, ValueError):
+            return REFUSED
+        except httpx.HTTPError:
+            return UNAVAILABLE
+        return view()
+
+    return guarded
+
 
 quart_app = Quart("bench-quart")
 quart_app.config.from_mapping(CONFIG)
 quart_shield = quart_oauth_shield.Shield(quart_app)
+quart_keys = JoserfcKeys(ISSUER, AUDIENCE, ALGORITHMS)
 
 
-async def quart_items() -> dict[str, list[str]]:
+async def quart_items() -> Items:
     return BODY
 
 
 quart_app.add_url_rule("/unprotected", "unprotected", quart_items)
-quart_app.add_url_rule("/protected", "protected", quart_shield.require("read")(quart_items))
+quart_app.add_url_rule("/protected", "protected", quart_shield.require(SCOPE)(quart_items))
+quart_app.add_url_rule("/peer", "peer", quart_peer_required(quart_items))
+
+
+async def quart_timed(scope: Any, receive: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+    """``quart_app`` answering with ``Server-Timing: app;dur=<ms>``, the time a request spent
+    in the application: bench/resilience.py reads it to tell the server's latency apart from
+    what the load generator and the machine add."""
+    if scope["type"] != "http":
+        return await quart_app(scope, receive, send)
+    started = time.perf_counter()
+
+    async def send_timed(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            took = f"app;dur={(time.perf_counter() - started) * 1000:.3f}".encode()
+            message = {**message, "headers": [*message["headers"], (b"server-timing", took)]}
+        await send(message)
+
+    return await quart_app(scope, receive, send_timed)
+
 
 flask_app = Flask("bench-flask")
 flask_app.config.from_mapping(CONFIG)
 flask_shield = flask_oauth_shield.Shield(flask_app)
+flask_keys = JoserfcKeys(ISSUER, AUDIENCE, ALGORITHMS)
 
 
-def flask_items() -> dict[str, list[str]]:
+def flask_items() -> Items:
     return BODY
 
 
 flask_app.add_url_rule("/unprotected", "unprotected", flask_items)
-flask_app.add_url_rule("/protected", "protected", flask_shield.require("read")(flask_items))
+flask_app.add_url_rule("/protected", "protected", flask_shield.require(SCOPE)(flask_items))
+flask_app.add_url_rule("/peer", "peer", flask_peer_required(flask_items))

@@ -1,17 +1,23 @@
-"""Requests per second of a protected route against the same route unprotected.
+"""Requests per second of a route protected by oauth_shield, unprotected, and by the best peer.
 
 Each framework's app (bench/apps.py) runs in its own process, one worker: Quart under uvicorn,
-Flask under gunicorn (gthread, 4 threads). wrk (Debian's package) loads it with one thread and
-16 connections; unprotected and protected runs alternate, in random order, for ``rounds``
+Flask under gunicorn (gthread, 4 threads). It serves one view three times: ``/unprotected``,
+``/protected`` (oauth_shield's extension, scope ``read``) and ``/peer`` (the best peer
+arrangement from bench/tokens.py: joserfc with a hand-written key cache, as a decorator; see
+bench/apps.py). wrk (Debian's package) loads it with one thread and 16 connections for
+``seconds``; the three routes alternate, in a fresh random order each round, for ``rounds``
 rounds on the same server. The token is the same valid one every time (the steady state of a
-client session).
+client session); every route is checked to answer 200 with it before timing.
 
-Two ratios per round, medians reported:
-- ``rps_ratio``: protected over unprotected requests per second as wrk saw them;
-- ``cpu_ratio``: the same, computed from the server process's own CPU time per request
+Per route: requests per second, p50 and p99 latency as wrk saw them, and the server's CPU time
+per request. Two ratios per pair of routes and per round, medians reported:
+- ``rps_ratio``: requests per second of the first route over the second's, as wrk saw them;
+- ``cpu_ratio``: the same computed from the server process's own CPU time per request
   (/proc), the capacity a saturated worker has. On a shared 2-core machine, where wrk and the
   server compete for the cores with each other and with other tenants, this is the stable one;
   both are reported.
+Pairs: ``protected/unprotected`` (the cost of protection, at most 1) and ``protected/peer``
+(above 1: oauth_shield serves more requests than the peer).
 """
 
 from __future__ import annotations
@@ -132,6 +138,22 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
+ROUTES = ("unprotected", "protected", "peer")
+PAIRS = (("protected", "unprotected"), ("protected", "peer"))
+
+
+def _ratios(runs: dict[str, list[dict[str, float]]], a: str, b: str) -> dict[str, float]:
+    """Route ``a``'s capacity over route ``b``'s, medians of per-round ratios."""
+    pairs = list(zip(runs[a], runs[b], strict=True))
+    return {
+        "rps_ratio": round(statistics.median(x["rps"] / y["rps"] for x, y in pairs), 3),
+        "cpu_ratio": round(
+            statistics.median(y["cpu_us_per_request"] / x["cpu_us_per_request"] for x, y in pairs),
+            3,
+        ),
+    }
+
+
 def suite(*, rounds: int = 11, seconds: int = 2) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk (./run bench installs it)")
@@ -143,27 +165,21 @@ def suite(*, rounds: int = 11, seconds: int = 2) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {token}"}
         for framework in SERVERS:
             with server(framework, issuer) as (url, pid):
-                assert httpx.get(f"{url}/protected", headers=auth).status_code == 200
-                runs: dict[str, list[dict[str, float]]] = {"unprotected": [], "protected": []}
+                for route in ROUTES:
+                    status = httpx.get(f"{url}/{route}", headers=auth).status_code
+                    if status != 200:
+                        raise SystemExit(f"{framework} /{route} answered {status} to a valid token")
+                runs: dict[str, list[dict[str, float]]] = {route: [] for route in ROUTES}
                 for _ in range(rounds):
-                    order = ["unprotected", "protected"]
+                    order = list(ROUTES)
                     rng.shuffle(order)
                     for route in order:
                         runs[route].append(measured(f"{url}/{route}", pid, seconds, auth))
-            pairs = list(zip(runs["protected"], runs["unprotected"], strict=True))
             results[framework] = {
                 route: {
                     key: round(statistics.median(run[key] for run in values), 2)
                     for key in values[0]
                 }
                 for route, values in runs.items()
-            } | {
-                "rps_ratio": round(statistics.median(p["rps"] / u["rps"] for p, u in pairs), 3),
-                "cpu_ratio": round(
-                    statistics.median(
-                        u["cpu_us_per_request"] / p["cpu_us_per_request"] for p, u in pairs
-                    ),
-                    3,
-                ),
-            }
+            } | {"ratios": {f"{a}/{b}": _ratios(runs, a, b) for a, b in PAIRS}}
     return results

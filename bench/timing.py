@@ -55,7 +55,7 @@ def _run(batch: Batch, loop: asyncio.AbstractEventLoop | None) -> None:
     result = batch()
     if isinstance(result, Awaitable):
         assert loop is not None
-        loop.run_until_complete(result)  # type: ignore[arg-type]
+        loop.run_until_complete(result)  # type: ignore[arg-type,unused-ignore]
 
 
 def median_ratio(a: Contender, b: Contender) -> float:

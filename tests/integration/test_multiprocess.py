@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import secrets
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from oauth_shield.testing import loopback_socket
-from tests.provider import API_AUDIENCE, OIDCProvider
+from tests.provider import OIDCProvider
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,15 +46,7 @@ def workers(provider: OIDCProvider, redis: RedisServer, tmp_path: Path) -> Itera
     """``uvicorn --workers 4`` serving tests/integration/multiprocess_app.py."""
     with loopback_socket() as probe:
         port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "OAUTH_SHIELD_ISSUER": provider.issuer,
-        "OAUTH_SHIELD_AUDIENCE": API_AUDIENCE,
-        "OAUTH_SHIELD_CLIENT_ID": "resource-server",
-        "OAUTH_SHIELD_CLIENT_SECRET": provider.clients["resource-server"],
-        "OAUTH_SHIELD_REDIS_URL": redis.url,
-        "OAUTH_SHIELD_CACHE_SECRET": secrets.token_urlsafe(32),
-    }
+    env = {**os.environ, **provider.shared_api_env(redis.url)}
     command = [
         sys.executable, "-m", "uvicorn", "tests.integration.multiprocess_app:app",
         "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(port),

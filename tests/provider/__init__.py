@@ -177,6 +177,18 @@ class OIDCProvider:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")[-limit:]
 
+    def shared_api_env(self, redis_url: str) -> dict[str, str]:
+        """The ``OAUTH_SHIELD_*`` settings of an API trusting this provider, its workers sharing
+        ``redis_url`` (with a fresh ``cache_secret``): for apps run in other processes."""
+        return {
+            "OAUTH_SHIELD_ISSUER": self.issuer,
+            "OAUTH_SHIELD_AUDIENCE": API_AUDIENCE,
+            "OAUTH_SHIELD_CLIENT_ID": "resource-server",
+            "OAUTH_SHIELD_CLIENT_SECRET": self.clients["resource-server"],
+            "OAUTH_SHIELD_REDIS_URL": redis_url,
+            "OAUTH_SHIELD_CACHE_SECRET": secrets.token_urlsafe(32),
+        }
+
     # -- OAuth calls -------------------------------------------------------
 
     def _post(self, path: str, *, client_id: str | None = None, **kw: Any) -> httpx.Response:
