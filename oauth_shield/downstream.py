@@ -250,6 +250,11 @@ class _BearerAuth(httpx.Auth):
             yield request
 
 
+def _form(**params: str | None) -> dict[str, str]:
+    """A token request's form parameters: the ones given a value."""
+    return {name: value for name, value in params.items() if value is not None}
+
+
 class ClientCredentialsAuth(_BearerAuth):
     """The service's own access token, by the client-credentials grant (RFC 6749 §4.4).
 
@@ -283,13 +288,9 @@ class ClientCredentialsAuth(_BearerAuth):
             async_transport,
             insecure_http,
         )
-        params = {
-            "grant_type": "client_credentials",
-            "scope": scope,
-            "resource": resource,
-            "audience": audience,
-        }
-        self._params = {name: value for name, value in params.items() if value is not None}
+        self._params = _form(
+            grant_type="client_credentials", scope=scope, resource=resource, audience=audience
+        )
         self._cache = _Tokens()
 
     def __repr__(self) -> str:
@@ -341,15 +342,14 @@ class TokenExchanger:
             async_transport,
             insecure_http,
         )
-        params = {
-            "grant_type": TOKEN_EXCHANGE,
-            "subject_token_type": ACCESS_TOKEN_TYPE,
-            "requested_token_type": ACCESS_TOKEN_TYPE,
-            "audience": audience,
-            "resource": resource,
-            "scope": scope,
-        }
-        self._params = {name: value for name, value in params.items() if value is not None}
+        self._params = _form(
+            grant_type=TOKEN_EXCHANGE,
+            subject_token_type=ACCESS_TOKEN_TYPE,
+            requested_token_type=ACCESS_TOKEN_TYPE,
+            audience=audience,
+            resource=resource,
+            scope=scope,
+        )
         self._cache: BoundedCache[_Tokens] = BoundedCache(EXCHANGE_CACHE_SIZE)
         self._lock = threading.Lock()
 
