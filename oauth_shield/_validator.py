@@ -15,11 +15,12 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, Unpack
 
 import httpx
 
 from . import _config as defaults
+from ._arguments import ValidatorOverrides
 from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import check_claims, grant, required_scopes
@@ -237,7 +238,9 @@ class TokenValidator:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[ValidatorOverrides]
+    ) -> Self:
         """A validator configured from ``OAUTH_SHIELD_*`` environment variables.
 
         Each parameter ``name`` is read from ``OAUTH_SHIELD_<NAME>`` (lists split on commas or
@@ -245,7 +248,8 @@ class TokenValidator:
         by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``. ``overrides`` win.
         """
         source = os.environ if environ is None else environ
-        return cls(**{**options_from(source, TokenValidator), **overrides})
+        options: dict[str, Any] = {**options_from(source, TokenValidator), **overrides}
+        return cls(**options)
 
     def __repr__(self) -> str:
         return (
