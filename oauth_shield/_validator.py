@@ -74,14 +74,19 @@ def shared_cache(
     """The shared tier, from a Redis URL or an aiocache instance (not both), if any."""
     if redis_url is not None and cache is not None:
         raise ConfigurationError("give redis_url or cache, not both")
-    if redis_url is not None:
+    if redis_url is not None or cache is not None:
+        # aiocache and redis are the `redis` extra: only the shared tier uses them.
         try:
-            import redis  # noqa: F401 - aiocache needs it for redis://
             from aiocache import Cache
+
+            if redis_url is not None:
+                import redis  # noqa: F401 - aiocache needs it for redis://
         except ImportError:
             raise ImportError(
-                "redis_url needs Redis support: pip install 'oauth-shield[redis]'"
+                "the shared cache (redis_url, cache) needs aiocache and redis: "
+                "pip install 'oauth-shield[redis]'"
             ) from None
+    if redis_url is not None:
         if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
             raise ConfigurationError("redis_url must be a redis:// or rediss:// URL")
         cache = Cache.from_url(redis_url)
