@@ -6,6 +6,7 @@
 >>> token = await validator.validate(raw_token, scopes=["read"])
 """
 
+from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._clock import Clock
 from ._errors import (
     AuthError,
@@ -39,5 +40,7 @@ __all__ = [
     "SyncTokenValidator",
     "TemporarilyUnavailableError",
     "TokenValidator",
+    "ValidatorOptions",
+    "ValidatorOverrides",
     "render_challenge",
 ]

@@ -26,8 +26,9 @@ import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
+from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
 from ._errors import AuthError, Reason, TemporarilyUnavailableError
 from ._options import options_from
@@ -113,15 +114,16 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class SyncTokenValidator:
     """The same validation as :class:`TokenValidator`, for synchronous code.
 
-    Takes exactly the same arguments. Safe to share between threads (one per process is the
-    intended use); background work runs on one event loop thread shared by the process.
+    Takes exactly the same arguments, typed by :class:`ValidatorOptions`. Safe to share between
+    threads (one per process is the intended use); background work runs on one event loop
+    thread shared by the process.
 
     >>> validator = SyncTokenValidator(issuer="https://as.example.com",   # doctest: +SKIP
     ...                                audience="https://api.example.com")
     >>> token = validator.validate(raw_token, scopes=["read"])
     """
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: Unpack[ValidatorOptions]) -> None:
         self._validator = TokenValidator(**options)
         self._wait = self._validator.settings.http_timeout + WAIT_MARGIN
         self._closed = False
@@ -131,10 +133,13 @@ class SyncTokenValidator:
         weakref.finalize(self, _close_soon, self._validator)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[ValidatorOverrides]
+    ) -> Self:
         """Configured from ``OAUTH_SHIELD_*`` variables, as :meth:`TokenValidator.from_env`."""
         source = os.environ if environ is None else environ
-        return cls(**{**options_from(source, TokenValidator), **overrides})
+        options: dict[str, Any] = {**options_from(source, TokenValidator), **overrides}
+        return cls(**options)
 
     @property
     def settings(self) -> Any:

@@ -15,11 +15,12 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, Unpack
 
 import httpx
 
 from . import _config as defaults
+from ._arguments import ValidatorOverrides
 from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import check_claims, grant, required_scopes
@@ -73,14 +74,19 @@ def shared_cache(
     """The shared tier, from a Redis URL or an aiocache instance (not both), if any."""
     if redis_url is not None and cache is not None:
         raise ConfigurationError("give redis_url or cache, not both")
-    if redis_url is not None:
+    if redis_url is not None or cache is not None:
+        # aiocache and redis are the `redis` extra: only the shared tier uses them.
         try:
-            import redis  # noqa: F401 - aiocache needs it for redis://
             from aiocache import Cache
+
+            if redis_url is not None:
+                import redis  # noqa: F401 - aiocache needs it for redis://
         except ImportError:
             raise ImportError(
-                "redis_url needs Redis support: pip install 'oauth-shield[redis]'"
+                "the shared cache (redis_url, cache) needs aiocache and redis: "
+                "pip install 'oauth-shield[redis]'"
             ) from None
+    if redis_url is not None:
         if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
             raise ConfigurationError("redis_url must be a redis:// or rediss:// URL")
         cache = Cache.from_url(redis_url)
@@ -237,7 +243,9 @@ class TokenValidator:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[ValidatorOverrides]
+    ) -> Self:
         """A validator configured from ``OAUTH_SHIELD_*`` environment variables.
 
         Each parameter ``name`` is read from ``OAUTH_SHIELD_<NAME>`` (lists split on commas or
@@ -245,7 +253,8 @@ class TokenValidator:
         by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``. ``overrides`` win.
         """
         source = os.environ if environ is None else environ
-        return cls(**{**options_from(source, TokenValidator), **overrides})
+        options: dict[str, Any] = {**options_from(source, TokenValidator), **overrides}
+        return cls(**options)
 
     def __repr__(self) -> str:
         return (

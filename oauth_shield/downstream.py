@@ -39,14 +39,19 @@ from ._introspection import basic_authorization
 from ._secret import Secret
 from ._token import token_digest
 
-with warnings.catch_warnings():
-    # Authlib 1.9 prefers httpx2 and deprecates its httpx fallback; oauth_shield is built on
-    # httpx, so the fallback is what we use (see docs/design.md). authlib.deprecate installs an
-    # "always" filter when imported: ours must come after it to take precedence.
-    from authlib.deprecate import AuthlibDeprecationWarning
+try:
+    with warnings.catch_warnings():
+        # Authlib 1.9 prefers httpx2 and deprecates its httpx fallback; oauth_shield is built on
+        # httpx, so the fallback is what we use (see docs/design.md). authlib.deprecate installs
+        # an "always" filter when imported: ours must come after it to take precedence.
+        from authlib.deprecate import AuthlibDeprecationWarning
 
-    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
-    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client
+        warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+        from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client
+except ImportError as error:  # Authlib is the `downstream` extra: nothing else needs it
+    raise ImportError(
+        "oauth_shield.downstream needs Authlib: pip install 'oauth-shield[downstream]'"
+    ) from error
 
 __all__ = [
     "ClientCredentialsAuth",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from inspect import iscoroutinefunction
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 from urllib.parse import parse_qs
 
 try:
@@ -37,6 +37,7 @@ from oauth_shield import (
     Secret,
     SyncTokenValidator,
     TokenValidator,
+    ValidatorOverrides,
 )
 from oauth_shield._bearer import (
     MAX_FORM_SCAN,
@@ -94,7 +95,7 @@ class Shield:
         allow_form_token: bool | None = None,
         api_keys: APIKeyStore | None = None,
         api_key_header: str | None = None,
-        **validator_options: Any,
+        **validator_options: Unpack[ValidatorOverrides],
     ) -> None:
         self._validator_options = validator_options
         self._adapter_options = {

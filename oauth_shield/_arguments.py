@@ -1,0 +1,77 @@
+"""The keyword arguments of :class:`TokenValidator`, as ``TypedDict`` s for ``**options``.
+
+``SyncTokenValidator``, the ``from_env`` constructors and the Flask and Quart ``Shield`` pass
+their keyword arguments on to ``TokenValidator``. Typed as ``**options: Any`` they would take
+``audiance=`` silently until run time; typed ``**options: Unpack[ValidatorOptions]`` (PEP 692)
+a type checker reports the misspelt name, or a value of the wrong type, where it is written.
+
+The names and annotations are ``TokenValidator.__init__``'s, in its order;
+tests/test_packaging.py fails when they drift apart. No ``from __future__ import
+annotations`` here: the annotations must be real at run time, for that test and for
+``typing.get_type_hints``.
+"""
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, TypedDict
+
+import httpx
+
+from ._clock import Clock
+from ._config import AuthMethod, Profile
+from ._secret import Secret
+
+
+class _ValidatorTuning(TypedDict, total=False):
+    """Every parameter that has a default (docs/configuration.md)."""
+
+    algorithms: Iterable[str]
+    leeway: float
+    jwks_uri: str | None
+    profile: Profile
+    max_token_size: int
+    jwks_ttl: float
+    jwks_cooldown: float
+    jwks_max_stale: float
+    http_timeout: float
+    max_response_bytes: int
+    verified_cache_size: int
+    introspection_endpoint: str | None
+    client_id: str | None
+    client_secret: str | Secret | None
+    client_secret_file: str | os.PathLike[str] | None
+    introspection_auth: AuthMethod
+    introspect_all: bool
+    introspection_ttl: float
+    introspection_negative_ttl: float
+    introspection_cache_size: int
+    introspection_rate: float
+    introspection_burst: int
+    introspection_fields: Iterable[str]
+    introspection_grace: float
+    insecure_http: bool
+    redis_url: str | None
+    cache: Any
+    cache_secret: str | Secret | None
+    cache_secret_file: str | os.PathLike[str] | None
+    transport: httpx.AsyncBaseTransport | None
+    clock: Clock | None
+
+
+class ValidatorOptions(_ValidatorTuning):
+    """The keyword arguments of :class:`TokenValidator`: ``issuer`` and ``audience`` required.
+
+    >>> def make(**options: Unpack[ValidatorOptions]) -> SyncTokenValidator:  # doctest: +SKIP
+    ...     return SyncTokenValidator(**options)
+    """
+
+    issuer: str
+    audience: str | Sequence[str]
+
+
+class ValidatorOverrides(_ValidatorTuning, total=False):
+    """The same keyword arguments, all optional: what ``from_env()`` and the adapters'
+    ``Shield`` take, the rest coming from ``OAUTH_SHIELD_*`` keys."""
+
+    issuer: str
+    audience: str | Sequence[str]
