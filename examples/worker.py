@@ -2,7 +2,8 @@
 
 Two shapes, both using the same validation as the web adapters:
 - ``asyncio_worker``: an asyncio consumer with one TokenValidator for its lifetime;
-- ``thread_pool_worker``: a thread pool (Celery-style sync tasks) sharing one SyncTokenValidator.
+- ``ThreadPoolWorker``: a thread pool (Celery-style sync tasks) that keeps one SyncTokenValidator
+  for its lifetime, shared by every thread and every batch.
 
     OAUTH_SHIELD_ISSUER=... OAUTH_SHIELD_AUDIENCE=... python examples/worker.py TOKEN...
 """
@@ -29,21 +30,33 @@ async def asyncio_worker(queue: asyncio.Queue[dict[str, str]]) -> list[str]:
     return done
 
 
-def thread_pool_worker(messages: Iterable[dict[str, str]]) -> list[str]:
-    """Run sync tasks on a pool; every thread shares one validator and its caches."""
-    with SyncTokenValidator.from_env() as validator:
+class ThreadPoolWorker:
+    """Sync tasks on a thread pool. One validator for the worker's whole life: every thread
+    and every batch share its caches, so a batch costs no key-set fetch after the first."""
 
-        def handle(message: dict[str, str]) -> str:
-            try:
-                token = validator.validate(message["token"], scopes=["write"])
-            except AuthError as error:
-                return f"{message['task']}: refused ({error.error})"
-            return f"{message['task']}: run for {token.subject}"
+    def __init__(self, threads: int = 8) -> None:
+        self.validator = SyncTokenValidator.from_env()
+        self.pool = ThreadPoolExecutor(max_workers=threads)
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(handle, messages))
+    def run(self, messages: Iterable[dict[str, str]]) -> list[str]:
+        return list(self.pool.map(self.handle, messages))
+
+    def handle(self, message: dict[str, str]) -> str:
+        try:
+            token = self.validator.validate(message["token"], scopes=["write"])
+        except AuthError as error:  # refused: drop the message, never log the token
+            return f"{message['task']}: refused ({error.error})"
+        return f"{message['task']}: run for {token.subject}"
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.validator.close()
 
 
 if __name__ == "__main__":
     messages = [{"token": token, "task": f"task-{i}"} for i, token in enumerate(sys.argv[1:])]
-    print("\n".join(thread_pool_worker(messages)))
+    worker = ThreadPoolWorker()
+    try:
+        print("\n".join(worker.run(messages)))
+    finally:
+        worker.close()

@@ -1,12 +1,15 @@
 """Bearer credentials in HTTP requests, and the answer to a refused one (RFC 6750), pure.
 
-Every adapter extracts the token with :func:`bearer_token` and answers a refusal with
-:func:`error_response`, so the rules below hold the same in Quart, Flask and plain ASGI:
+Every adapter extracts the credential with :func:`credentials` and answers a refusal with
+:func:`error_response` (through :mod:`oauth_shield.http`), so the rules below hold the same in
+Quart, Flask, plain ASGI and any adapter written on that seam:
 
 - only the ``Authorization`` header counts by default (RFC 6750 §2.1); its scheme is
   case-insensitive; query (§2.3) and form-body (§2.2) tokens are accepted only when enabled;
 - a request that carries a token in more than one way, or several ``Authorization`` headers,
-  is ``invalid_request`` (§3.1), whether or not those other ways are enabled;
+  is ``invalid_request`` (§3.1), whether or not those other ways are enabled; a WSGI server
+  folds repeated headers into one value, which :func:`split_folded` takes apart again, so
+  WSGI and ASGI adapters see the same credentials;
 - no credentials, or another scheme (``Basic``), get a bare challenge without an error (§3.1);
 - a malformed ``Authorization`` value is ``invalid_request``;
 - an API key (``X-API-Key``) counts only where a route accepts API keys, and an API key next to
@@ -19,6 +22,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
+from urllib.parse import parse_qs
 
 from ._config import DEFAULT_MAX_TOKEN_SIZE
 from ._errors import (
@@ -44,6 +48,59 @@ def may_carry_form_token(method: str, content_type: str | None) -> bool:
     return method not in _BODYLESS_METHODS and (content_type or "").lower().startswith(
         FORM_CONTENT_TYPE
     )
+
+
+def should_scan_form(method: str, content_type: str | None, content_length: int | None) -> bool:
+    """Whether an adapter reads a body for ``access_token``: a form body (RFC 6750 §2.2) of a
+    declared length up to :data:`MAX_FORM_SCAN`, never on ``GET`` or ``HEAD``."""
+    return (
+        content_length is not None
+        and content_length <= MAX_FORM_SCAN
+        and may_carry_form_token(method, content_type)
+    )
+
+
+def form_tokens(body: str) -> list[str]:
+    """Every ``access_token`` value in a form-encoded body, blank ones included."""
+    return parse_qs(body, keep_blank_values=True).get("access_token", [])
+
+
+# RFC 9110 §5.6.2 token: an auth-scheme, or the name of an auth-param.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# After a comma, an auth-param is "name = value"; a new credential is a scheme, alone or
+# followed by a space and its credentials (RFC 9110 §11.4).
+_NEW_CREDENTIAL = re.compile(rf"[ \t]*{_TOKEN}(?:[ \t]+[^ \t=]|[ \t]*$)")
+
+
+def split_folded(value: str) -> list[str]:
+    """The credentials in one ``Authorization`` value that a WSGI server folded from several
+    headers (RFC 9110 §5.3: joined by commas): ``"Basic a, Bearer b"`` is two.
+
+    Commas inside quoted strings and between the auth-params of one credential
+    (``Digest realm="a", nonce="b"``) do not split it.
+    """
+    if "," not in value:
+        return [value]
+    pieces: list[str] = []
+    start, quoted, escaped = 0, False, False
+    for index, char in enumerate(value):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            pieces.append(value[start:index])
+            start = index + 1
+    pieces.append(value[start:])
+    found = [pieces[0]]
+    for piece in pieces[1:]:
+        if _NEW_CREDENTIAL.match(piece):
+            found.append(piece)
+        else:
+            found[-1] += "," + piece
+    return [credential.strip(" \t") for credential in found]
 
 
 def is_b64token(value: str) -> bool:
@@ -139,11 +196,19 @@ def _checked(token: str, max_size: int) -> str:
     return token
 
 
-def error_response(error: AuthError, realm: str | None = None) -> tuple[int, dict[str, str], bytes]:
+class ErrorResponse(NamedTuple):
+    """The HTTP answer to a refused request."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def error_response(error: AuthError, realm: str | None = None) -> ErrorResponse:
     """Status, headers and JSON body answering ``error`` (RFC 6750 §3); the same everywhere."""
     headers = {
         **error.headers(realm),
         "Content-Type": "application/json",
         "Cache-Control": "no-store",
     }
-    return error.status_code, headers, json.dumps(error.body()).encode()
+    return ErrorResponse(error.status_code, headers, json.dumps(error.body()).encode())

@@ -9,6 +9,7 @@
     ├── InsufficientScopeError        403 insufficient_scope, names the required scopes
     └── TemporarilyUnavailableError   503, the authorization server could not be reached
     ConfigurationError                a bad setting, raised where it is made, never per request
+    IssuerUnavailableError            check(): the issuer cannot be reached now
 
 Every ``AuthError`` also carries a :class:`Reason`: the precise internal cause, for logs,
 metrics and tests. Clients never see it. Descriptions are fixed sentences, so no part of a
@@ -68,6 +69,11 @@ class Reason(StrEnum):
 
 class ConfigurationError(ValueError):
     """A setting is invalid. Raised eagerly, at construction, naming the field."""
+
+
+class IssuerUnavailableError(Exception):
+    """Raised by ``check()``: the authorization server cannot be reached, or answers with a
+    server error, right now. Unlike a :class:`ConfigurationError`, it may pass by itself."""
 
 
 class AuthError(Exception):

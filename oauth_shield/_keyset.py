@@ -117,6 +117,7 @@ class RemoteKeySet:
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_requested = False
+        self.last_failure: FetchError | None = None  # why the last fetch failed, if it did
         self.fetches = 0  # completed fetch attempts, for metrics and tests
 
     @property
@@ -165,6 +166,14 @@ class RemoteKeySet:
         if self._state.keys is None:
             self._start_fetch()
 
+    async def refresh(self) -> FetchError | None:
+        """Fetch now, whatever the timers say (joining a fetch in flight); the failure, if any."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.shield(self._start_fetch())
+        if self._state.keys is not None and not self._state.failed:
+            return None
+        return self.last_failure or FetchError("no_usable_keys")
+
     async def resolve(self, kid: str | None, alg: str) -> Verifier:
         """Answer what :meth:`lookup` could not: fetch if the gates allow, then select."""
         self._loop = asyncio.get_running_loop()
@@ -208,11 +217,11 @@ class RemoteKeySet:
             if keys is None or not keys.index:
                 raise FetchError("no_usable_keys")
         except FetchError as error:
-            self._failed(seq, error.kind)
+            self._failed(seq, error)
             return
         except Exception:  # a bug must not leave the key set without a verdict
             logger.exception("key set fetch failed unexpectedly")
-            self._failed(seq, "internal_error")
+            self._failed(seq, FetchError("internal_error"))
             return
         finally:
             self.fetches += 1
@@ -275,10 +284,13 @@ class RemoteKeySet:
             seq=seq,
         )
         self._backoff = FIRST_BACKOFF
+        self.last_failure = None
         if old.keys is not None and not keys.thumbprints >= old.keys.thumbprints:
             self._on_keys_removed()
 
-    def _failed(self, seq: int, kind: str) -> None:
+    def _failed(self, seq: int, error: FetchError) -> None:
+        kind = error.kind
+        self.last_failure = error
         now = self._monotonic()
         state = self._state
         self._state = replace(state, failed=True, retry_at=now + self._backoff)

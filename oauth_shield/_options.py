@@ -70,14 +70,8 @@ def validator_parameters(factory: Callable[..., Any]) -> dict[str, Callable[[str
 
 
 #: OAUTH_SHIELD_* keys read elsewhere than the validator's parameters (adapters, API keys).
-OTHER_KEYS = {
-    "REALM",
-    "ALLOW_QUERY_TOKEN",
-    "ALLOW_FORM_TOKEN",
-    "API_KEY_HEADER",
-    "API_KEYS",
-    "API_KEYS_FILE",
-}
+OTHER_KEYS = {"REALM", "ALLOW_QUERY_TOKEN", "ALLOW_FORM_TOKEN", "API_KEY_HEADER"}
+OTHER_KEYS |= {"CHECK_AT_STARTUP", "API_KEYS", "API_KEYS_FILE"}
 _warned: set[str] = set()
 
 
@@ -109,31 +103,48 @@ def options_from(
     return options
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AdapterSettings:
-    """What a framework adapter adds to the validator's settings."""
+    """What a framework adapter adds to the validator's settings (``OAUTH_SHIELD_*`` keys
+    in brackets)."""
 
     realm: str | None = None
+    """The ``realm`` of every challenge (``REALM``); default: the validator's first audience."""
     allow_query_token: bool = False
+    """Accept ``?access_token=`` (``ALLOW_QUERY_TOKEN``; RFC 6750 §2.3: it ends up in logs)."""
     allow_form_token: bool = False
+    """Accept ``access_token`` in a form body (``ALLOW_FORM_TOKEN``; RFC 6750 §2.2)."""
     api_key_header: str = "X-API-Key"
+    """The header that carries API keys (``API_KEY_HEADER``)."""
+    check_at_startup: bool = False
+    """Fail the application's start when the issuer cannot serve tokens
+    (``CHECK_AT_STARTUP``; see ``TokenValidator.check``)."""
 
     @classmethod
-    def merged(
-        cls, config: Mapping[str, Any], audience: Sequence[str], **explicit: Any
+    def from_config(
+        cls, config: Mapping[str, Any], validator: Any, **explicit: Any
     ) -> AdapterSettings:
-        """Explicit arguments (not ``None``) win over ``OAUTH_SHIELD_*`` config keys; the realm
-        defaults to the API's (first) audience, which names what the token must be for."""
+        """Explicit arguments (not ``None``) win over ``OAUTH_SHIELD_*`` keys of ``config``.
+
+        ``validator`` is the adapter's (sync or async) validator: the realm defaults to its
+        first audience, which names what the token must be for.
+        """
         values: dict[str, Any] = {}
-        for name in ("realm", "allow_query_token", "allow_form_token", "api_key_header"):
-            value = explicit.get(name)
+        for name in ADAPTER_FIELDS:
+            value = explicit.pop(name, None)
+            key = PREFIX + name.upper()
             if value is None:
-                value = config.get(PREFIX + name.upper())
-            if isinstance(value, str) and name.startswith("allow_"):
-                value = _boolean(PREFIX + name.upper(), value)
+                value = config.get(key)
+            if isinstance(value, str) and name in _ADAPTER_BOOLEANS:
+                value = _boolean(key, value)
             if value is not None:
                 values[name] = value
+        if explicit:
+            raise ConfigurationError(f"unknown adapter setting(s): {', '.join(sorted(explicit))}")
         settings = cls(**values)
+        for name in _ADAPTER_BOOLEANS:
+            if not isinstance(getattr(settings, name), bool):
+                raise ConfigurationError(f"{name} must be True or False")
         header = settings.api_key_header
         if (
             not isinstance(header, str)
@@ -144,10 +155,21 @@ class AdapterSettings:
         if settings.allow_query_token:
             logger.warning("tokens in the query string are accepted: they end up in access logs")
         if settings.realm is None:
-            return replace(settings, realm=default_realm(audience))
-        if not is_quotable(settings.realm):
+            return replace(settings, realm=default_realm(validator.settings.audience))
+        if not isinstance(settings.realm, str) or not is_quotable(settings.realm):
             raise ConfigurationError("realm must be printable ASCII without quotes or backslashes")
         return settings
+
+
+#: The adapter settings, each also an ``OAUTH_SHIELD_*`` key.
+ADAPTER_FIELDS = (
+    "realm",
+    "allow_query_token",
+    "allow_form_token",
+    "api_key_header",
+    "check_at_startup",
+)
+_ADAPTER_BOOLEANS = frozenset({"allow_query_token", "allow_form_token", "check_at_startup"})
 
 
 def default_realm(audience: Sequence[str]) -> str | None:

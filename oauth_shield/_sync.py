@@ -30,7 +30,7 @@ from typing import Any, Self, TypeVar, Unpack
 
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
-from ._errors import AuthError, Reason, TemporarilyUnavailableError
+from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
 from ._options import options_from
 from ._token import AccessToken
 from ._validator import TokenValidator
@@ -148,7 +148,13 @@ class SyncTokenValidator:
     def __repr__(self) -> str:
         return "Sync" + repr(self._validator)
 
-    def validate(self, token: str, scopes: Iterable[str] | str | None = None) -> AccessToken:
+    def validate(
+        self,
+        token: str,
+        scopes: Iterable[str] | str | None = None,
+        *,
+        requester: str | None = None,
+    ) -> AccessToken:
         """Validate ``token`` and require ``scopes``; raises :class:`AuthError` and nothing else
         for anything about the token (see :meth:`TokenValidator.validate`)."""
         validator = self._validator
@@ -173,6 +179,23 @@ class SyncTokenValidator:
             failure = "no event loop"
         logger.warning("validation on the event loop thread failed: %s", failure)
         raise TemporarilyUnavailableError(waits_for)
+
+    def start(self) -> None:
+        """Start warming the caches on the loop thread, and return at once (see
+        :meth:`TokenValidator.start`)."""
+        loop = _loop_thread().loop
+        asyncio.run_coroutine_threadsafe(self._validator.start(), loop)
+
+    def check(self) -> None:
+        """Fetch the metadata and key set now, and raise :class:`ConfigurationError` or
+        :class:`IssuerUnavailableError` if tokens cannot be checked (see
+        :meth:`TokenValidator.check`). Waits at most ``http_timeout`` plus a margin."""
+        try:
+            _loop_thread().run(self._validator.check(), self._wait)
+        except concurrent.futures.TimeoutError:
+            raise IssuerUnavailableError(
+                f"the key set of {self.settings.issuer} did not arrive in {self._wait:g} s"
+            ) from None
 
     def close(self) -> None:
         """Close connections to the issuer (the shared loop thread stays for others)."""

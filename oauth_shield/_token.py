@@ -55,6 +55,11 @@ class AccessToken:
         """Whether every scope in ``scopes`` was granted (case-sensitive, token by token)."""
         return self.scopes.issuperset(scopes)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Claims are a read-only view, which pickle cannot copy: rebuild it from plain data.
+        fields = (self.subject, self.client_id, self.scopes, self.expires_at, self.to_dict())
+        return _restore, (*fields, self.fingerprint)
+
     def __repr__(self) -> str:
         expires = self.expires_at.isoformat() if self.expires_at else None
         return (
@@ -62,6 +67,17 @@ class AccessToken:
             f"scopes={sorted(self.scopes)!r}, expires_at={expires!r}, "
             f"fingerprint={self.fingerprint!r})"
         )
+
+
+def _restore(
+    subject: str | None,
+    client_id: str | None,
+    scopes: frozenset[str],
+    expires_at: datetime | None,
+    claims: dict[str, Any],
+    fingerprint: str,
+) -> AccessToken:
+    return AccessToken(subject, client_id, scopes, expires_at, freeze_claims(claims), fingerprint)
 
 
 def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:

@@ -27,8 +27,14 @@ from ._claims import check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings
 from ._discovery import Discovery
-from ._errors import AuthError, ConfigurationError, InvalidTokenError, Reason
-from ._http import HTTPClient
+from ._errors import (
+    AuthError,
+    ConfigurationError,
+    InvalidTokenError,
+    IssuerUnavailableError,
+    Reason,
+)
+from ._http import FetchError, HTTPClient
 from ._introspector import Introspector
 from ._jose import CompactJWS, Header, Verifier, parse_compact
 from ._keyset import Need, RemoteKeySet
@@ -264,8 +270,39 @@ class TokenValidator:
     # --- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._keys.start()
+        await self.start()
         return self
+
+    async def start(self) -> None:
+        """Start warming the caches (metadata and key set) in the background, and return.
+
+        Call it at application start-up so that the first requests do not wait for the key
+        set; ``async with`` calls it. Fetch failures are logged and retried, never raised:
+        use :meth:`check` to fail a start-up on a configuration that cannot work.
+        """
+        self._keys.start()
+
+    async def check(self) -> None:
+        """Fetch the issuer's metadata and key set now; raise if tokens cannot be checked.
+
+        For a start-up check or a readiness endpoint. Raises :class:`ConfigurationError` when
+        the configuration cannot work as it is (the metadata names another issuer, an endpoint
+        answers 404 or with something that is not a usable key set, an endpoint is not https,
+        no introspection endpoint is known), and :class:`IssuerUnavailableError` when the
+        issuer cannot be reached right now (connection, timeout, a 5xx answer). The message
+        names the issuer and what to change; it never holds a secret. On success the fetched
+        keys are installed, as :meth:`start` would have done.
+        """
+        failure = await self._keys.refresh()
+        if failure is not None:
+            raise readiness_error(failure, f"the key set of {self.settings.issuer}")
+        if self._introspector is not None and self.settings.introspection_endpoint is None:
+            try:
+                await self._discovery.endpoint("introspection_endpoint")
+            except FetchError as error:
+                raise readiness_error(
+                    error, f"the introspection endpoint of {self.settings.issuer}"
+                ) from None
 
     async def __aexit__(
         self,
@@ -295,8 +332,18 @@ class TokenValidator:
 
     # --- validation ------------------------------------------------------------------
 
-    async def validate(self, token: str, scopes: Iterable[str] | str | None = None) -> AccessToken:
+    async def validate(
+        self,
+        token: str,
+        scopes: Iterable[str] | str | None = None,
+        *,
+        requester: str | None = None,
+    ) -> AccessToken:
         """Validate ``token`` and require every scope in ``scopes``.
+
+        ``requester`` names who presented the token (adapters pass the client's address), so
+        that one client cannot spend the introspection budget of all the others; it is never
+        logged.
 
         Returns the :class:`AccessToken`. Raises :class:`AuthError` (and nothing else) for any
         token that is not acceptable, whatever its content: :class:`InvalidTokenError` (401),
@@ -391,3 +438,10 @@ class TokenValidator:
         if isinstance(token, str) and len(token) <= self.settings.max_token_size:
             name = text_fingerprint(token)
         logger.info("token %s refused: %s", name, error.reason.value)
+
+
+def readiness_error(failure: FetchError, what: str) -> ConfigurationError | IssuerUnavailableError:
+    """What :meth:`TokenValidator.check` raises for a failed fetch of ``what``."""
+    if failure.transient:
+        return IssuerUnavailableError(f"{what} cannot be fetched right now ({failure.kind})")
+    return ConfigurationError(f"{what} cannot be used ({failure.kind})")

@@ -1,13 +1,21 @@
 """Protect any ASGI application (Starlette, FastAPI, Quart, ...) with a bearer-token check.
 
 >>> app = BearerAuthMiddleware(app, validator=validator,               # doctest: +SKIP
-...                            scopes={"/admin": ["admin"], "/api": ["read"]})
+...                            scopes={"/admin": ["admin"], "/api": ["read"]},
+...                            public=["/health", "/docs/*"])
 
-Pure ASGI: no framework is imported. The validated :class:`~oauth_shield.AccessToken` is
-published to the application as ``scope["auth"]`` (Starlette's ``request.auth``) and
-``scope["state"]["access_token"]`` (``request.state.access_token``); the raw bearer token, for
-RFC 8693 token exchange only, as a :class:`~oauth_shield.Secret` in
-``scope["state"]["bearer"]``.
+Pure ASGI, written on :mod:`oauth_shield.http` alone: no framework is imported. What a path
+requires is decided on every path the application could route it on (``root_path`` removed,
+absolute-form targets and repeated slashes read as the frameworks read them; see
+:class:`~oauth_shield.http.PathRules`), so neither a mount nor the form of the request target
+can carry a request past the check.
+
+The application finds the validated :class:`~oauth_shield.AccessToken` where Starlette looks:
+``scope["auth"]`` (``request.auth``, with ``.scopes`` for ``@requires``) and ``scope["user"]``
+(``request.user``, a :class:`TokenUser`); also ``scope["state"]["access_token"]``. The raw
+bearer token, for RFC 8693 token exchange only, is a :class:`~oauth_shield.Secret` in
+``scope["state"]["bearer"]``. On public paths, ``request.user`` is an unauthenticated
+:class:`AnonymousUser` (unless something else set one).
 """
 
 from __future__ import annotations
@@ -16,24 +24,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any
 from urllib.parse import parse_qs
 
-from ._bearer import (
+from oauth_shield import (
+    AccessToken,
+    AuthError,
+    ConfigurationError,
+    IssuerUnavailableError,
+    TokenValidator,
+)
+from oauth_shield.apikeys import APIKeyStore
+from oauth_shield.http import (
     MAX_FORM_SCAN,
-    Credentials,
-    credentials,
-    error_response,
+    AdapterSettings,
+    Guard,
+    PathRules,
+    RequestCredentials,
+    Requirement,
+    form_tokens,
     may_carry_form_token,
 )
-from ._claims import required_scopes
-from ._errors import AuthError, ConfigurationError
-from ._options import AdapterSettings
-from ._secret import Secret
-from ._token import AccessToken
-from ._validator import TokenValidator
-from .apikeys import APIKeyStore
 
-__all__ = ["BearerAuthMiddleware"]
-
-#: Form bodies larger than this are handed on unread (no second token is looked for there).
+__all__ = ["AnonymousUser", "BearerAuthMiddleware", "TokenUser"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,19 +52,85 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class BearerAuthMiddleware:
-    """Require a valid bearer token on some or all paths of an ASGI application.
+class TokenUser:
+    """``request.user`` for a validated token, in Starlette's ``BaseUser`` shape.
 
-    :param validator: the :class:`~oauth_shield.TokenValidator` to use; the middleware closes
-        it when the application's lifespan ends.
-    :param scopes: scopes required on every path, or a mapping from path prefix to the scopes
-        it requires: the longest matching prefix wins, a prefix matches whole path segments
-        (``/api`` covers ``/api`` and ``/api/items``, not ``/apiary``), and paths no prefix
-        covers pass through untouched.
+    Holds the :class:`~oauth_shield.AccessToken` (never the raw token), so it can be logged,
+    returned or pickled like any user object.
+    """
+
+    __slots__ = ("token",)
+    is_authenticated = True
+
+    def __init__(self, token: AccessToken) -> None:
+        self.token = token
+
+    @property
+    def identity(self) -> str:
+        """The subject, or the client for a client-credentials token."""
+        return self.token.subject or self.token.client_id or ""
+
+    @property
+    def display_name(self) -> str:
+        return self.identity
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.token.scopes
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TokenUser) and other.token.fingerprint == self.token.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.token.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"TokenUser({self.token!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return TokenUser, (self.token,)
+
+
+class AnonymousUser:
+    """``request.user`` on a public path: not authenticated, no scopes."""
+
+    __slots__ = ()
+    is_authenticated = False
+    identity = ""
+    display_name = ""
+    scopes: frozenset[str] = frozenset()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AnonymousUser)
+
+    def __hash__(self) -> int:
+        return hash(AnonymousUser)
+
+    def __repr__(self) -> str:
+        return "AnonymousUser()"
+
+
+_ANONYMOUS = AnonymousUser()
+
+
+class BearerAuthMiddleware:
+    """Require a valid bearer token on the paths of an ASGI application.
+
+    :param validator: the :class:`~oauth_shield.TokenValidator` to use; the middleware warms
+        it when the application starts and closes it when the application's lifespan ends.
+    :param scopes: scopes required on every path (empty: any valid token), or a mapping from
+        path prefix to the scopes it requires: the longest matching prefix wins, a prefix
+        matches whole path segments (``/api`` covers ``/api`` and ``/api/items``, not
+        ``/apiary``), and a path no prefix covers requires a valid token with no scope.
+        Paths are those of the application this middleware wraps (with ``root_path`` removed).
+    :param public: the only paths served without a token: exact paths (``"/health"``) or
+        subtrees written with a trailing ``/*`` (``"/docs/*"``).
     :param realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default: the audience).
     :param allow_query: accept ``?access_token=`` (RFC 6750 §2.3; off: it ends up in logs).
     :param exempt_options: let ``OPTIONS`` (CORS preflight) through unchecked.
     :param api_keys: accept these API keys (in ``api_key_header``) instead of a bearer token.
+    :param check_at_startup: fail the application's start (``lifespan.startup.failed``) when
+        :meth:`~oauth_shield.TokenValidator.check` finds that tokens cannot be checked.
     """
 
     def __init__(
@@ -63,77 +139,85 @@ class BearerAuthMiddleware:
         *,
         validator: TokenValidator,
         scopes: Iterable[str] | Mapping[str, Iterable[str]] = (),
+        public: Iterable[str] = (),
         realm: str | None = None,
         allow_query: bool = False,
         exempt_options: bool = True,
         api_keys: APIKeyStore | None = None,
         api_key_header: str = "X-API-Key",
+        check_at_startup: bool = False,
     ) -> None:
-        settings = AdapterSettings.merged(
+        if not isinstance(validator, TokenValidator):
+            raise ConfigurationError("validator must be a TokenValidator")
+        self.app = app
+        self.validator = validator
+        self.rules = PathRules(scopes, public)
+        settings = AdapterSettings.from_config(
             {},
-            validator.settings.audience,
+            validator,
             realm=realm,
             allow_query_token=allow_query,
             api_key_header=api_key_header,
+            check_at_startup=check_at_startup,
         )
-        self.app = app
-        self.validator = validator
-        self.realm = settings.realm
-        self.allow_query = allow_query
+        self.guard = Guard(validator, settings, api_keys)
         self.exempt_options = exempt_options
-        self.api_keys = api_keys
         self._api_key_header = settings.api_key_header.lower().encode("latin-1")
-        rules = scopes.items() if isinstance(scopes, Mapping) else [("/", scopes)]
-        self._rules = sorted(
-            ((_prefix(path), required_scopes(wanted)) for path, wanted in rules),
-            key=lambda rule: len(rule[0]),
-            reverse=True,
-        )
 
-    def required_for(self, path: str) -> frozenset[str] | None:
-        """The scopes ``path`` requires, or ``None`` if no rule covers it."""
-        for prefix, required in self._rules:
-            if path.startswith(prefix) or path + "/" == prefix:
-                return required
-        return None
+    def required_for(self, path: str, root_path: str = "") -> Requirement:
+        """The scopes a request path requires (``None``: public); see ``PathRules.required``."""
+        return self.rules.required(path, root_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self.app(scope, receive, self._lifespan(send))
             return
-        required = self.required_for(scope["path"]) if kind in ("http", "websocket") else None
-        if required is None or (self.exempt_options and scope.get("method") == "OPTIONS"):
+        if kind not in ("http", "websocket") or (
+            self.exempt_options and scope.get("method") == "OPTIONS"
+        ):
             await self.app(scope, receive, send)
             return
-        form, receive = await _form_tokens(scope, receive)
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         try:
-            found = credentials(
-                _header_values(scope, b"authorization"),
-                api_keys=_header_values(scope, self._api_key_header),
-                accept_api_keys=self.api_keys is not None,
-                query=query.get("access_token", []),
-                form=form,
-                allow_query=self.allow_query,
-                max_size=self.validator.settings.max_token_size,
-            )
-            access, bearer = await self._identify(found, required)
+            required = self.rules.required(scope["path"], scope.get("root_path", ""))
+            if required is None:
+                await self.app(_anonymous(scope), receive, send)
+                return
+            presented, receive = await self._presented(scope, receive)
+            identity = await self.guard.authenticate(presented, required, api_keys=True)
         except AuthError as error:
             await self._refuse(scope, send, error)
             return
-        state = {**scope.get("state", {}), "access_token": access, "bearer": bearer}
-        await self.app({**scope, "auth": access, "state": state}, receive, send)
+        state = {
+            **scope.get("state", {}),
+            "access_token": identity.token,
+            "bearer": identity.bearer,
+        }
+        user = TokenUser(identity.token)
+        await self.app(
+            {**scope, "auth": identity.token, "user": user, "state": state}, receive, send
+        )
 
-    async def _identify(
-        self, found: Credentials, required: frozenset[str]
-    ) -> tuple[AccessToken, Secret | None]:
-        if found.kind == "api_key" and self.api_keys is not None:
-            return self.api_keys.validate(found.value, required), None
-        return await self.validator.validate(found.value, required), Secret(found.value)
+    async def _presented(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[RequestCredentials, Receive]:
+        form, receive = await _form_tokens(scope, receive)
+        query = scope.get("query_string", b"")
+        client = scope.get("client")
+        return RequestCredentials(
+            authorization=_header_values(scope, b"authorization"),
+            api_keys=_header_values(scope, self._api_key_header),
+            query=(
+                parse_qs(query.decode("latin-1"), keep_blank_values=True).get("access_token", [])
+                if query
+                else []
+            ),
+            form=form,
+            requester=client[0] if client else None,
+        ), receive
 
     async def _refuse(self, scope: Scope, send: Send, error: AuthError) -> None:
-        status, headers, body = error_response(error, self.realm)
+        status, headers, body = self.guard.refusal(error)
         raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         raw_headers.append((b"content-length", str(len(body)).encode()))
         if scope["type"] == "websocket":
@@ -146,13 +230,31 @@ class BearerAuthMiddleware:
         await send({"type": f"{prefix}.start", "status": status, "headers": raw_headers})
         await send({"type": f"{prefix}.body", "body": body})
 
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def send_then_close(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
+    def _lifespan(self, send: Send) -> Send:
+        """Warm (or check) the validator once the application has started; close it once the
+        application has shut down."""
+
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    if self.guard.settings.check_at_startup:
+                        await self.validator.check()
+                    else:
+                        await self.validator.start()
+                except (ConfigurationError, IssuerUnavailableError) as error:
+                    message = {"type": "lifespan.startup.failed", "message": str(error)}
+            elif message["type"] == "lifespan.shutdown.complete":
                 await self.validator.aclose()
             await send(message)
 
-        return send_then_close
+        return lifespan_send
+
+
+def _anonymous(scope: Scope) -> Scope:
+    """A public path's scope, with an unauthenticated user where the application looks."""
+    if "user" in scope:
+        return scope
+    return {**scope, "user": _ANONYMOUS, "auth": _ANONYMOUS}
 
 
 def _header_values(scope: Scope, name: bytes) -> list[str]:
@@ -179,15 +281,9 @@ async def _form_tokens(scope: Scope, receive: Receive) -> tuple[list[str], Recei
     tokens: list[str] = []
     if not more and size <= MAX_FORM_SCAN:
         body = b"".join(message.get("body", b"") for message in buffered)
-        tokens = parse_qs(body.decode("latin-1"), keep_blank_values=True).get("access_token", [])
+        tokens = form_tokens(body.decode("latin-1"))
 
     async def replay() -> Message:
         return buffered.pop(0) if buffered else await receive()
 
     return tokens, replay
-
-
-def _prefix(path: str) -> str:
-    if not path.startswith("/"):
-        raise ConfigurationError(f"scope prefixes are paths starting with '/': {path!r}")
-    return path if path.endswith("/") else path + "/"

@@ -11,7 +11,7 @@ Settings come from the arguments or from ``app.config["OAUTH_SHIELD_*"]`` (argum
 shield owns one :class:`~oauth_shield.SyncTokenValidator` per app: the same async core, its
 network work on one background event loop shared by the process (started at first use,
 stopped at interpreter exit), its warm path in the request's own thread. Failures answer
-RFC 6750 responses, also in debug mode.
+RFC 6750 responses, also in debug mode. Written on :mod:`oauth_shield.http` alone.
 """
 
 from __future__ import annotations
@@ -19,182 +19,99 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from inspect import iscoroutinefunction
-from typing import Any, TypeVar, Unpack, cast
-from urllib.parse import parse_qs
+from typing import Any, TypeVar, cast
 
 try:
-    from flask import Flask, Request, Response, current_app, g, request
+    from flask import Request, Response, current_app, g, request
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError(
         "flask_oauth_shield needs Flask: pip install 'oauth-shield[flask]'"
     ) from error
 from werkzeug.local import LocalProxy
 
-from oauth_shield import (
-    AccessToken,
-    AuthError,
-    ConfigurationError,
-    Secret,
-    SyncTokenValidator,
-    TokenValidator,
-    ValidatorOverrides,
+from oauth_shield import AccessToken, AuthError, Secret, SyncTokenValidator
+from oauth_shield.http import (
+    EXTENSION,
+    Guard,
+    RequestCredentials,
+    ShieldExtension,
+    current,
+    form_tokens,
+    should_scan_form,
+    split_folded,
 )
-from oauth_shield._bearer import (
-    MAX_FORM_SCAN,
-    credentials,
-    error_response,
-    may_carry_form_token,
-)
-from oauth_shield._claims import required_scopes
-from oauth_shield._options import AdapterSettings, options_from
-from oauth_shield.apikeys import APIKeyStore
 
 __all__ = ["Shield", "current_bearer", "current_token"]
 
-EXTENSION = "oauth_shield"
 View = TypeVar("View", bound=Callable[..., Any])
 
-
-def _from_request(name: str, what: str) -> Any:
-    value = g.get(name)
-    if value is None:
-        if g.get("oauth_shield_token") is not None:  # the request presented an API key
-            raise RuntimeError(f"no {what}: this request was authenticated by an API key")
-        raise RuntimeError(f"no {what}: this view is not protected by shield.require()")
-    return value
-
-
-current_token: AccessToken = LocalProxy(lambda: _from_request("oauth_shield_token", "access token"))  # type: ignore[assignment]
+current_token: AccessToken = LocalProxy(lambda: current(g, "oauth_shield_token", "access token"))  # type: ignore[assignment]
 """The validated identity of the current request (a proxy, like ``flask_login.current_user``):
 an :class:`~oauth_shield.AccessToken`, from a bearer token or an API key."""
 
-current_bearer: Secret = LocalProxy(lambda: _from_request("oauth_shield_bearer", "bearer token"))  # type: ignore[assignment]
+current_bearer: Secret = LocalProxy(lambda: current(g, "oauth_shield_bearer", "bearer token"))  # type: ignore[assignment]
 """The current request's raw bearer token, as a :class:`~oauth_shield.Secret` (for RFC 8693
 token exchange, see :mod:`oauth_shield.downstream`); never forward it as it is."""
 
 
-class _AppState:
-    def __init__(
-        self, validator: SyncTokenValidator, settings: AdapterSettings, keys: APIKeyStore | None
-    ) -> None:
-        self.validator = validator
-        self.settings = settings
-        self.api_keys = keys
-        self.api_key_environ = "HTTP_" + settings.api_key_header.upper().replace("-", "_")
+class Shield(ShieldExtension):
+    """The Flask extension. ``require()`` protects a view; ``current_token`` is its token.
 
+    ``Shield(app=None, *, realm=None, allow_query_token=None, allow_form_token=None,
+    api_keys=None, api_key_header=None, check_at_startup=None, **validator_options)``; with
+    ``check_at_startup``, :meth:`init_app` checks the issuer at once and raises
+    ``ConfigurationError`` or ``IssuerUnavailableError`` on a configuration that cannot work.
+    """
 
-class Shield:
-    """The Flask extension. ``require()`` protects a view; ``current_token`` is its token."""
+    validator_class = SyncTokenValidator
 
-    def __init__(
-        self,
-        app: Flask | None = None,
-        *,
-        realm: str | None = None,
-        allow_query_token: bool | None = None,
-        allow_form_token: bool | None = None,
-        api_keys: APIKeyStore | None = None,
-        api_key_header: str | None = None,
-        **validator_options: Unpack[ValidatorOverrides],
-    ) -> None:
-        self._validator_options = validator_options
-        self._adapter_options = {
-            "realm": realm,
-            "allow_query_token": allow_query_token,
-            "allow_form_token": allow_form_token,
-            "api_key_header": api_key_header,
-        }
-        self._api_keys = api_keys
-        self._apps: list[_AppState] = []
-        self._wants_api_keys = False
-        if app is not None:
-            self.init_app(app)
+    def _register(self, app: Any, guard: Guard) -> None:
+        app.before_request(self.first_request_check(app))
+        if guard.settings.check_at_startup:
+            cast(SyncTokenValidator, guard.validator).check()
 
-    def init_app(self, app: Flask) -> None:
-        if EXTENSION in app.extensions:
-            raise RuntimeError("oauth_shield is already registered on this app")
-        options = {**options_from(app.config, TokenValidator), **self._validator_options}
-        validator = SyncTokenValidator(**options)
-        settings = AdapterSettings.merged(
-            app.config, validator.settings.audience, **self._adapter_options
-        )
-        keys = self._api_keys if self._api_keys is not None else APIKeyStore.configured(app.config)
-        state = app.extensions[EXTENSION] = _AppState(validator, settings, keys)
-        self._apps.append(state)
-        self._check_api_keys()
-
-    def require(
-        self, *scopes: str, api_keys: bool = False, exempt_options: bool = True
-    ) -> Callable[[View], View]:
-        """Protect a view: a valid token carrying every one of ``scopes`` (none: any token).
-
-        :param api_keys: also accept an API key (``X-API-Key``) instead of a bearer token.
-        :param exempt_options: let ``OPTIONS`` (CORS preflight) through unchecked.
-        """
-        required = required_scopes(scopes)
-        self._wants_api_keys |= api_keys
-        self._check_api_keys()
-
-        def decorator(view: View) -> View:
-            @wraps(view)
-            def protected(*args: Any, **kwargs: Any) -> Any:
-                app = current_app._get_current_object()  # type: ignore[attr-defined]
-                handler = app.ensure_sync(view) if iscoroutinefunction(view) else view
-                req = request._get_current_object()  # type: ignore[attr-defined]
-                if exempt_options and req.method == "OPTIONS":
-                    return handler(*args, **kwargs)
-                state: _AppState = app.extensions[EXTENSION]
-                try:
-                    _authenticate(req, state, required, api_keys)
-                except AuthError as error:
-                    return _refusal(error, state.settings.realm)
+    def _protect(
+        self, view: View, required: frozenset[str], api_keys: bool, exempt_options: bool
+    ) -> View:
+        @wraps(view)
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            handler = app.ensure_sync(view) if iscoroutinefunction(view) else view
+            req = request._get_current_object()  # type: ignore[attr-defined]
+            if exempt_options and req.method == "OPTIONS":
                 return handler(*args, **kwargs)
+            guard: Guard = app.extensions[EXTENSION]
+            try:
+                identity = guard.authenticate_sync(
+                    _presented(req, guard), required, api_keys=api_keys
+                )
+            except AuthError as error:
+                return Response(*_answer(guard, error))
+            g.oauth_shield_token, g.oauth_shield_bearer = identity
+            return handler(*args, **kwargs)
 
-            return cast(View, protected)
-
-        return decorator
-
-    def _check_api_keys(self) -> None:
-        if self._wants_api_keys and any(state.api_keys is None for state in self._apps):
-            raise ConfigurationError(
-                "a route accepts API keys, but none are configured (OAUTH_SHIELD_API_KEYS)"
-            )
+        return cast(View, protected)
 
 
-def _authenticate(req: Request, state: _AppState, required: frozenset[str], api_keys: bool) -> None:
-    """Find the request's one credential, validate it, and remember the identity on ``g``."""
+def _presented(req: Request, guard: Guard) -> RequestCredentials:
+    """What the request presents. WSGI holds one value per header: a server folds repeated
+    ones with commas, which ``split_folded`` takes apart again."""
     environ = req.environ
-    # WSGI holds one value per header: a server folds repeated ones with commas, which the
-    # credential parser reads as several credentials.
-    authorization, api_key = environ.get("HTTP_AUTHORIZATION"), environ.get(state.api_key_environ)
-    found = credentials(
-        [] if authorization is None else [authorization],
+    authorization = environ.get("HTTP_AUTHORIZATION")
+    header = "HTTP_" + guard.settings.api_key_header.upper().replace("-", "_")
+    api_key = environ.get(header)
+    body = ""
+    if should_scan_form(req.method, environ.get("CONTENT_TYPE"), req.content_length):
+        body = req.get_data(cache=True, as_text=True)  # cached: the view can still read it
+    return RequestCredentials(
+        authorization=[] if authorization is None else split_folded(authorization),
         api_keys=[] if api_key is None else [api_key],
-        accept_api_keys=api_keys,
         query=req.args.getlist("access_token") if environ.get("QUERY_STRING") else [],
-        form=_form_tokens(req),
-        allow_query=state.settings.allow_query_token,
-        allow_form=state.settings.allow_form_token,
-        max_size=state.validator.settings.max_token_size,
+        form=form_tokens(body) if body else [],
+        requester=req.remote_addr,
     )
-    if found.kind == "api_key" and state.api_keys is not None:
-        g.oauth_shield_token = state.api_keys.validate(found.value, required)
-        return
-    g.oauth_shield_token = state.validator.validate(found.value, required)
-    g.oauth_shield_bearer = Secret(found.value)
 
 
-def _form_tokens(req: Request) -> list[str]:
-    """``access_token`` in a form body (RFC 6750 §2.2 requires a form-encoded body) of known
-    length up to ``MAX_FORM_SCAN``. The body is cached: the view can still read it."""
-    if not may_carry_form_token(req.method, req.environ.get("CONTENT_TYPE")):
-        return []
-    if req.content_length is None or req.content_length > MAX_FORM_SCAN:
-        return []
-    body = req.get_data(cache=True, as_text=True)
-    return parse_qs(body, keep_blank_values=True).get("access_token", [])
-
-
-def _refusal(error: AuthError, realm: str | None) -> Response:
-    status, headers, body = error_response(error, realm)
-    return Response(body, status=status, headers=headers)
+def _answer(guard: Guard, error: AuthError) -> tuple[bytes, int, dict[str, str]]:
+    status, headers, body = guard.refusal(error)
+    return body, status, headers

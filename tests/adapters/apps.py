@@ -99,6 +99,7 @@ def asgi_app(
         Starlette(debug=debug, routes=routes),
         validator=TokenValidator(**options),
         scopes={"/items": ["read"], "/admin": ["admin"], "/any": []},
+        public=["/open"],
         realm=REALM,
         allow_query=allow_query_token,
     )

@@ -84,6 +84,27 @@ CASES = [
         "invalid_request",
         "The request carries more than one credential",
     ),
+    Case(  # a WSGI server folds these into "Basic ...,Bearer ...": still two credentials
+        "basic-then-bearer-headers",
+        lambda t: {
+            "headers": [("Authorization", "Basic dXNlcjpwYXNz")] + bearer(t["rs256"])["headers"]
+        },
+        400,
+        "invalid_request",
+        "The request carries more than one credential",
+    ),
+    Case(
+        "two-basic-headers",
+        lambda t: {"headers": [("Authorization", "Basic dXNlcjpwYXNz")] * 2},
+        400,
+        "invalid_request",
+        "The request carries more than one credential",
+    ),
+    Case(  # one credential whose auth-params hold commas is still one credential
+        "digest-with-commas",
+        lambda t: {"headers": [("Authorization", 'Digest username="u", realm="a, b"')]},
+        401,
+    ),
     Case(
         "header-and-query",
         lambda t: {**bearer(t["rs256"]), "params": {"access_token": t["rs256"]}},

@@ -4,12 +4,13 @@ websockets, and bodies it reads on the way."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from oauth_shield import AccessToken, ConfigurationError, TokenValidator
-from oauth_shield.asgi import BearerAuthMiddleware
+from oauth_shield.asgi import AnonymousUser, BearerAuthMiddleware, TokenUser
 from oauth_shield.testing import LocalIssuer
 from tests.conftest import answer_lifespan
 
@@ -80,29 +81,72 @@ def test_the_longest_prefix_wins_and_matches_whole_segments(validator: TokenVali
     assert middleware.required_for("/api/admin") == {"admin"}
     assert middleware.required_for("/api/administrators") == {"read"}
     assert middleware.required_for("/apiary") == frozenset()  # only "/" covers it
-    only_api = BearerAuthMiddleware(App(), validator=validator, scopes={"/api": ["read"]})
-    assert only_api.required_for("/apiary") is None
-    assert only_api.required_for("/") is None
     everywhere = BearerAuthMiddleware(App(), validator=validator, scopes=["read"])
     assert everywhere.required_for("/anything/at/all") == {"read"}
 
 
-def test_bad_configuration_fails_at_construction(validator: TokenValidator) -> None:
-    with pytest.raises(ConfigurationError):
-        BearerAuthMiddleware(App(), validator=validator, scopes={"api": ["read"]})
-    with pytest.raises(ConfigurationError):
-        BearerAuthMiddleware(App(), validator=validator, scopes={"/api": ["re ad"]})
-    with pytest.raises(ConfigurationError):
-        BearerAuthMiddleware(App(), validator=validator, realm='a"b')
+def test_a_path_nobody_listed_requires_a_token(validator: TokenValidator) -> None:
+    only_api = BearerAuthMiddleware(App(), validator=validator, scopes={"/api": ["read"]})
+    assert only_api.required_for("/apiary") == frozenset()
+    assert only_api.required_for("/") == frozenset()
 
 
-async def test_uncovered_paths_pass_through_untouched(validator: TokenValidator) -> None:
+def test_public_paths_are_exact_or_subtrees(validator: TokenValidator) -> None:
+    middleware = BearerAuthMiddleware(
+        App(),
+        validator=validator,
+        scopes={"/api": ["read"], "/docs/admin": ["admin"]},
+        public=["/health", "/openapi.json", "/docs/*", "/api/status"],
+    )
+    assert middleware.required_for("/health") is None
+    assert middleware.required_for("/health/") == frozenset()  # exact means exact
+    assert middleware.required_for("/healthz") == frozenset()
+    assert middleware.required_for("/openapi.json") is None
+    assert middleware.required_for("/docs") is None
+    assert middleware.required_for("/docs/oauth2-redirect") is None
+    assert middleware.required_for("/docs/admin/x") == {"admin"}  # the longer rule wins
+    assert middleware.required_for("/docsx") == frozenset()
+    assert middleware.required_for("/api/status") is None  # an exact path beats a prefix
+    assert middleware.required_for("/api/status/x") == {"read"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"scopes": {"api": ["read"]}}, "start with '/'"),
+        ({"scopes": {"/api": ["re ad"]}}, "scope tokens"),
+        ({"realm": 'a"b'}, "realm"),
+        ({"scopes": {}}, "protects nothing"),
+        ({"scopes": {"/docs": None}}, "public=[...]"),
+        ({"public": "/health"}, "not one string"),
+        ({"public": ["/*"]}, "every path public"),
+        ({"public": ["health"]}, "start with '/'"),
+        ({"public": ["/a/../b"]}, "dot segments"),
+        ({"public": ["/docs/*"], "scopes": {"/docs": ["read"]}}, "both public and protected"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(
+    validator: TokenValidator, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        BearerAuthMiddleware(App(), validator=validator, **options)
+
+
+async def test_public_paths_pass_through_with_an_anonymous_user(
+    validator: TokenValidator,
+) -> None:
     app = App()
-    middleware = BearerAuthMiddleware(app, validator=validator, scopes={"/api": ["read"]})
-    scope = http("/public")
+    middleware = BearerAuthMiddleware(app, validator=validator, public=["/health"])
+    scope = http("/health")
     sent = await call(middleware, scope)
     assert sent[0]["status"] == 200
-    assert app.scopes == [scope]  # the very same object: nothing added
+    seen = app.scopes[0]
+    assert seen["user"] == AnonymousUser() and not seen["user"].is_authenticated
+    assert seen["auth"].scopes == frozenset()
+    assert "user" not in scope  # the caller's scope is left as it was
+    already = http("/health", user="someone")
+    await call(middleware, already)
+    assert app.scopes[1] is already  # a user set by another middleware is kept
 
 
 async def test_the_token_is_published_in_auth_and_state(
@@ -114,6 +158,8 @@ async def test_the_token_is_published_in_auth_and_state(
     await call(middleware, original)
     seen = app.scopes[0]
     assert isinstance(seen["auth"], AccessToken)
+    assert seen["user"] == TokenUser(seen["auth"]) and seen["user"].is_authenticated
+    assert seen["user"].identity == "user-1" == seen["user"].display_name
     assert seen["state"] == {
         "db": "pool",
         "access_token": seen["auth"],
@@ -205,3 +251,55 @@ async def test_options_are_exempt_unless_told_otherwise(validator: TokenValidato
     )[0]["status"] == 200
     strict = BearerAuthMiddleware(app, validator=validator, exempt_options=False)
     assert (await call(strict, http("/x", method="OPTIONS")))[0]["status"] == 401
+
+
+def test_starlette_sees_its_user_and_auth(issuer: LocalIssuer, clock: Any) -> None:
+    """``request.user``, ``request.auth`` and ``@requires`` work as with Starlette's own
+    AuthenticationMiddleware, the user pickles (sessions, task queues) without the token."""
+    import pickle
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.authentication import requires
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from oauth_shield.testing import serve_asgi
+
+    @requires("read")
+    async def me(request: Request) -> JSONResponse:
+        pickled = pickle.dumps(request.user)
+        copy = pickle.loads(pickled)  # noqa: S301 - our own bytes
+        return JSONResponse(
+            {
+                "user": request.user.display_name,
+                "scopes": sorted(request.auth.scopes),
+                "copy": copy.identity,
+                "same": copy == request.user,
+                "pickled": pickled.hex(),
+            }
+        )
+
+    @requires("admin")
+    async def admin(request: Request) -> JSONResponse:
+        return JSONResponse({"admin": True})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"authenticated": request.user.is_authenticated})
+
+    app = Starlette(routes=[Route("/me", me), Route("/admin", admin), Route("/health", health)])
+    validator = TokenValidator(
+        issuer=issuer.issuer, audience=issuer.audience, transport=issuer.transport(), clock=clock
+    )
+    middleware = BearerAuthMiddleware(app, validator=validator, public=["/health"])
+    token = issuer.token(scope="read")
+    with serve_asgi(middleware) as url, httpx.Client(base_url=url) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        seen = client.get("/me", headers=auth).json()
+        pickled = bytes.fromhex(seen.pop("pickled"))
+        assert seen == {"user": "user-1", "scopes": ["read"], "copy": "user-1", "same": True}
+        assert all(piece.encode() not in pickled for piece in token.split("."))
+        assert client.get("/admin", headers=auth).status_code == 403  # Starlette's @requires
+        assert client.get("/health").json() == {"authenticated": False}
+        assert client.get("/me").status_code == 401  # ours: not public

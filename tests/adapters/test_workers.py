@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from examples.worker import asyncio_worker, thread_pool_worker
+from examples.worker import ThreadPoolWorker, asyncio_worker
 from oauth_shield.testing import LocalIssuer
 
 
@@ -48,5 +48,10 @@ async def test_an_asyncio_worker(served: LocalIssuer) -> None:
 
 
 def test_a_thread_pool_worker(served: LocalIssuer) -> None:
-    assert thread_pool_worker(messages(served) * 20) == EXPECTED * 20
-    assert served.requests["/jwks"] == 1  # eight threads, one shared validator, one fetch
+    worker = ThreadPoolWorker()
+    try:
+        for _ in range(3):  # batch after batch: one validator for the worker's life
+            assert worker.run(messages(served) * 20) == EXPECTED * 20
+    finally:
+        worker.close()
+    assert served.requests["/jwks"] == 1  # eight threads, three batches, one fetch

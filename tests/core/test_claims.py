@@ -214,6 +214,21 @@ def test_access_token_repr_shows_only_identity_and_scopes() -> None:
         assert hidden not in text
 
 
+def test_access_token_pickles_with_its_claims_still_read_only() -> None:
+    import pickle
+
+    body = claims(extra={"nested": ["a", {"b": 1}]}, scope="read write")
+    token = check_claims(header(), body, settings(), NOW, "fp123456")
+    copy = pickle.loads(pickle.dumps(token))  # noqa: S301 - our own bytes
+    assert repr(copy) == repr(token)
+    assert copy.to_dict() == token.to_dict()
+    assert copy.scopes == {"read", "write"} and copy.expires_at == token.expires_at
+    assert isinstance(copy.claims, MappingProxyType)
+    assert isinstance(copy.claims["extra"], MappingProxyType)
+    with pytest.raises(TypeError):
+        copy.claims["sub"] = "admin"  # type: ignore[index]
+
+
 def test_jwt_profile_token_without_optional_claims() -> None:
     token = check(header(typ=DROP), {"iss": ISSUER, "aud": AUDIENCE, "exp": NOW + 60}, "jwt")
     assert (token.subject, token.client_id, token.scopes) == (None, None, frozenset())

@@ -17,7 +17,7 @@ CORE = ["_errors", "_json", "_jose", "_keys", "_claims", "_config", "_token", "_
 # Pure modules the style guide's layout names; checked like the core when they exist.
 CORE += [
     name
-    for name in ("_bearer", "_introspection", "_filter", "_redact", "_secret")
+    for name in ("_bearer", "_introspection", "_filter", "_redact", "_secret", "_paths")
     if name in MODULES
 ]
 SHELL = {"_http", "_keyset", "_discovery", "_singleflight", "_validator", "_sync"}
@@ -136,3 +136,67 @@ def test_the_surface_holds_the_essentials() -> None:
     expected = {"AccessToken", "AuthError", "ConfigurationError", "InvalidTokenError"}
     assert expected | {"TokenValidator", "render_challenge"} <= set(oauth_shield.__all__)
     assert isinstance(oauth_shield.__version__, str)
+
+
+# --- adapters are written on the public seam ------------------------------------------------
+
+ADAPTER_FILES = sorted(PACKAGE.parent.glob("adapters/*/__init__.py")) + [
+    PACKAGE / f"{name}.py" for name in ("asgi", "fastapi", "mcp") if name in MODULES
+]
+
+
+def private_names(path: Path) -> list[str]:
+    """Every private module of oauth_shield that ``path`` imports, or private name it takes."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("oauth_shield._")]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                found.append("." * node.level + (module or node.names[0].name))
+            elif module.startswith("oauth_shield._"):
+                found.append(module)
+            elif module.startswith("oauth_shield"):
+                found += [f"{module}.{a.name}" for a in node.names if a.name.startswith("_")]
+        elif isinstance(node, ast.Attribute) and _private_attribute(node):
+            found.append(f"attribute {node.attr}")  # validator._keys and the like
+    return found
+
+
+def _private_attribute(node: ast.Attribute) -> bool:
+    """A private attribute of another object (its own are the adapter's business); werkzeug's
+    documented LocalProxy accessor is public in all but name."""
+    name, owner = node.attr, node.value
+    if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+        return False
+    return name[:1] == "_" != name[1:2] and name != "_get_current_object"
+
+
+def test_the_adapter_files_exist() -> None:
+    names = {
+        path.parent.name if path.name == "__init__.py" else path.stem for path in ADAPTER_FILES
+    }
+    assert {"flask_oauth_shield", "quart_oauth_shield", "asgi"} <= names
+
+
+@pytest.mark.parametrize("path", ADAPTER_FILES, ids=lambda path: path.parent.name + "/" + path.name)
+def test_adapters_use_only_public_names(path: Path) -> None:
+    assert private_names(path) == []
+
+
+def test_the_adapter_checker_sees_private_use(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from oauth_shield._bearer import credentials\n"
+        "from oauth_shield import _claims\n"
+        "from . import _x\n"
+        "validator._keys.start()\n"
+    )
+    assert private_names(sample) == [
+        "oauth_shield._bearer",
+        "oauth_shield._claims",
+        "._x",
+        "attribute _keys",
+    ]

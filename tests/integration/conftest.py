@@ -123,12 +123,20 @@ class ShiftedClock:
     def __init__(self) -> None:
         self.wall_offset = 0.0
         self.monotonic_offset = 0.0
+        self._frozen: tuple[float, float] | None = None
 
     def time(self) -> float:
-        return time.time() + self.wall_offset
+        base = time.time() if self._frozen is None else self._frozen[0]
+        return base + self.wall_offset
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.monotonic_offset
+        base = time.monotonic() if self._frozen is None else self._frozen[1]
+        return base + self.monotonic_offset
+
+    def freeze(self) -> None:
+        """Stop the real clocks from moving: only advance() moves them from now on, so a
+        slow step of the test (a busy machine) cannot carry a timer past its deadline."""
+        self._frozen = (time.time(), time.monotonic())
 
     def advance(self, seconds: float) -> None:
         """Both clocks, as real time passing would move them."""

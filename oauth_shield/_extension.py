@@ -1,0 +1,168 @@
+"""The framework-neutral half of a Flask-style extension (Flask, Quart), written once.
+
+A subclass says how to build its validator, how to hook into the app's lifecycle and how to
+wrap a view; this class does the rest: settings from ``app.config`` with arguments winning,
+one :class:`~oauth_shield.http.Guard` per app in ``app.extensions["oauth_shield"]``, the
+bookkeeping of ``require()``, and the guard against the decorator-order trap::
+
+    @shield.require("read")   # above the route decorator: the route was registered
+    @app.get("/items")        # unwrapped, and is served without any check
+    def items(): ...
+
+``require()`` refuses such a view when it can see the app already routes it, and every app
+checks its routes once more before its first request; an app that routes a view
+``require()`` wrapped answers 500 to every request until the order is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar, Unpack
+
+from ._arguments import ValidatorOverrides
+from ._claims import required_scopes
+from ._errors import ConfigurationError
+from ._guard import Guard
+from ._options import options_from
+from ._sync import SyncTokenValidator
+from ._validator import TokenValidator
+from .apikeys import APIKeyStore
+
+logger = logging.getLogger("oauth_shield.adapters")
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+#: Where each app keeps its guard (``app.extensions[EXTENSION]``).
+EXTENSION = "oauth_shield"
+
+_ORDER_TRAP = (
+    "@shield.require() was applied above the route decorator of view {name!r}, so the "
+    "route serves it without any check: put @shield.require(...) below @app.route(...)"
+)
+
+
+class ShieldExtension:
+    """Base class of the Flask and Quart ``Shield``: ``require()`` protects a view."""
+
+    #: ``TokenValidator`` or ``SyncTokenValidator``: what the subclass's views call.
+    validator_class: ClassVar[type[TokenValidator] | type[SyncTokenValidator]]
+
+    def __init__(
+        self,
+        app: Any = None,
+        *,
+        realm: str | None = None,
+        allow_query_token: bool | None = None,
+        allow_form_token: bool | None = None,
+        api_keys: APIKeyStore | None = None,
+        api_key_header: str | None = None,
+        check_at_startup: bool | None = None,
+        **validator_options: Unpack[ValidatorOverrides],
+    ) -> None:
+        self._validator_options = validator_options
+        self._adapter_options = {
+            "realm": realm,
+            "allow_query_token": allow_query_token,
+            "allow_form_token": allow_form_token,
+            "api_key_header": api_key_header,
+            "check_at_startup": check_at_startup,
+        }
+        self._api_keys = api_keys
+        self._apps: list[Any] = []
+        self._wants_api_keys = False
+        self._wrapped: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        """Register on ``app``: build its validator and guard from ``app.config``."""
+        if EXTENSION in app.extensions:
+            raise RuntimeError("oauth_shield is already registered on this app")
+        options = {**options_from(app.config, TokenValidator), **self._validator_options}
+        validator = self.validator_class(**options)
+        guard = Guard.from_config(app.config, validator, self._api_keys, **self._adapter_options)
+        app.extensions[EXTENSION] = guard
+        self._apps.append(app)
+        self._check_api_keys()
+        self._register(app, guard)
+
+    def require(
+        self, *scopes: str, api_keys: bool = False, exempt_options: bool = True
+    ) -> Callable[[View], View]:
+        """Protect a view: a valid token carrying every one of ``scopes`` (none: any token).
+        Apply it *below* the route decorator.
+
+        :param api_keys: also accept an API key (``X-API-Key``) instead of a bearer token.
+        :param exempt_options: let ``OPTIONS`` (CORS preflight) through unchecked.
+        """
+        required = required_scopes(scopes)
+        self._wants_api_keys |= api_keys
+        self._check_api_keys()
+
+        def decorator(view: View) -> View:
+            for app in self._apps:
+                if endpoints := _routes(app, view):
+                    raise RuntimeError(_ORDER_TRAP.format(name=endpoints[0]))
+            self._wrapped.add(view)
+            return self._protect(view, required, api_keys, exempt_options)
+
+        return decorator
+
+    def check_routes(self, app: Any) -> None:
+        """Raise ``RuntimeError`` if ``app`` routes a view that ``require()`` wrapped, unwrapped."""
+        for view in list(self._wrapped):
+            if endpoints := _routes(app, view):
+                message = _ORDER_TRAP.format(name=endpoints[0])
+                logger.error("refusing every request: %s", message)
+                raise RuntimeError(message)
+
+    def first_request_check(self, app: Any) -> Callable[[], None]:
+        """A ``before_request`` function that checks the app's routes at its first request and
+        then removes itself, so requests after it pay nothing; if the check fails it stays,
+        and every request fails (routes cannot change once an app serves)."""
+
+        def check_routes_once() -> None:
+            self.check_routes(app)
+            hooks = app.before_request_funcs.get(None, [])
+            if check_routes_once in hooks:
+                hooks.remove(check_routes_once)
+
+        return check_routes_once
+
+    def _check_api_keys(self) -> None:
+        if self._wants_api_keys and any(
+            app.extensions[EXTENSION].api_keys is None for app in self._apps
+        ):
+            raise ConfigurationError(
+                "a route accepts API keys, but none are configured (OAUTH_SHIELD_API_KEYS)"
+            )
+
+    # --- what each framework provides ------------------------------------------------
+
+    def _register(self, app: Any, guard: Guard) -> None:
+        """Hook the guard into ``app``'s lifecycle."""
+        raise NotImplementedError
+
+    def _protect(
+        self, view: View, required: frozenset[str], api_keys: bool, exempt_options: bool
+    ) -> View:
+        """``view`` wrapped so that it runs only for an acceptable request."""
+        raise NotImplementedError
+
+
+def _routes(app: Any, view: Callable[..., Any]) -> list[str]:
+    """The endpoints of ``app`` served by exactly this function."""
+    functions: Mapping[str, Any] = app.view_functions
+    return [endpoint for endpoint, function in functions.items() if function is view]
+
+
+def current(store: Any, name: str, what: str) -> Any:
+    """``name`` from the request store ``g`` of a view ``require()`` protected."""
+    value = store.get(name)
+    if value is None:
+        if store.get("oauth_shield_token") is not None:  # the request presented an API key
+            raise RuntimeError(f"no {what}: this request was authenticated by an API key")
+        raise RuntimeError(f"no {what}: this view is not protected by shield.require()")
+    return value
