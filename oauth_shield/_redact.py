@@ -38,7 +38,10 @@ _PARAMS = (
 PATTERN = re.compile(
     # "Authorization: v", "'Authorization': 'v'", "('authorization', 'v')", "HTTP_AUTHORIZATION: v"
     rf"(?P<header>(?:\bhttp_)?\b(?:{_HEADERS})\b['\"]?(?:\s*[:=]\s*|,\s*)(?:b?['\"])?)(?P<hvalue>[^'\"\r\n]+)"
-    rf"|(?P<bearer>\bbearer\s+(?:bearer\s+)*)(?P<token>[A-Za-z0-9\-._~+/]+=*)"  # "Bearer Bearer t"
+    rf"|(?P<bearer>\bbearer\s+(?:bearer\s+)*)"  # "Bearer Bearer t": a doubled scheme
+    # not a header or parameter name that its own rule masks ("Bearer Cookie: ...")
+    rf"(?!(?:http_)?(?:{_HEADERS})\b['\"]?(?:\s*[:=]|,)|(?:{_PARAMS})=)"
+    r"(?P<token>[A-Za-z0-9\-._~+/]+=*)"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){2,4})"  # JWS (3 parts), JWE (5)
     rf"|(?P<param>(?<![A-Za-z0-9_])(?:{_PARAMS})=)(?P<pvalue>[^&\s'\"#,;)]+)"
     r"|(?P<apikey>\bosk_[A-Za-z0-9]+_[A-Za-z0-9]+)",
@@ -55,9 +58,10 @@ _CREDENTIALS = re.compile(
 SENSITIVE_NAME = re.compile(
     rf"(?:{_HEADERS}|{_PARAMS}|secret|credential|cookie)", re.IGNORECASE
 )  # extra fields and dict keys with these names are masked whole
-# Text without any of these cannot match PATTERN: a few substring searches spare the regex.
+# Lower-case text without any of these cannot match PATTERN: one plain search spares the regex.
 TRIGGERS = ("authoriz", "cookie", "api_key", "api-key", "apikey", "bearer", "eyj", "token=",
             "secret=", "password=", "osk_")  # fmt: skip
+_TRIGGER = re.compile("|".join(map(re.escape, TRIGGERS)))
 # One %-conversion (printf-style, as LogRecord.getMessage applies it); keys without parens.
 _SPEC = re.compile(
     r"%(?:\((?P<key>[^()]*)\))?[#0\- +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?"
@@ -160,12 +164,12 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         """``text`` with every secret masked (``text`` itself when there is none)."""
+        masked = text
         if self._secret_pattern is not None:
-            text = self._secret_pattern.sub(lambda m: mask(m.group()), text)
-        lowered = text.lower()
-        if not any(trigger in lowered for trigger in TRIGGERS):
-            return text
-        return PATTERN.sub(_masked, text)
+            masked = self._secret_pattern.sub(lambda m: mask(m.group()), text)
+        if _TRIGGER.search(masked.lower()) is not None:
+            masked = PATTERN.sub(_masked, masked)
+        return text if masked == text else masked
 
     def _spans(self, text: str, stage: int) -> list[Span]:
         """Where :meth:`redact` masks: stage 0 registered secrets, stage 1 the patterns (over
@@ -173,8 +177,7 @@ class Redactor:
         if stage == 0:
             found = () if self._secret_pattern is None else self._secret_pattern.finditer(text)
             return [match.span() for match in found]
-        lowered = text.lower()
-        if not any(trigger in lowered for trigger in TRIGGERS):
+        if _TRIGGER.search(text.lower()) is None:
             return []
         return [span for match in PATTERN.finditer(text) if (span := _secret_span(match))]
 
@@ -209,7 +212,19 @@ class Redactor:
         return (msg, hidden) if self.redact(shown) == shown else self._flatten(shown, hidden)
 
     def _args(self, args: Any) -> Any:
-        return self._items(args, False) if type(args) is tuple else self.redact_value(None, args)
+        """Each argument masked alone (positional arguments are not (name, value) pairs)."""
+        if type(args) is not tuple:
+            return self.redact_value(None, args)
+        masked: list[Any] | None = None
+        for index, arg in enumerate(args):
+            kind = type(arg)
+            if kind is int or kind is float or kind is bool or arg is None:
+                continue
+            new = self.redact(arg) if kind is str else self._value(arg, False)
+            if new is not arg:
+                masked = masked or list(args)
+                masked[index] = new
+        return args if masked is None else tuple(masked)
 
     @staticmethod
     def _render(msg: object, args: Any) -> str | None:

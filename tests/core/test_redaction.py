@@ -39,6 +39,8 @@ def redacting() -> RedactingFilter:
         (f"Authorization: Bearer {JWT}", "Authorization: Bearer [redacted:", JWT),
         (f"authorization: bearer {OPAQUE}", "bearer [redacted:", OPAQUE),
         (f"doubled: Bearer Bearer {OPAQUE}", "Bearer Bearer [redacted:", OPAQUE),
+        (f"Bearer Cookie: sid={OPAQUE}; x=1", "Bearer Cookie: [redacted:", OPAQUE),
+        (f"Bearer access_token={OPAQUE}&x=1", "Bearer access_token=[redacted:", OPAQUE),
         (
             f"{{'Authorization': 'Bearer {OPAQUE}', 'Accept': 'text/html'}}",
             "'Accept': 'text/html'",
