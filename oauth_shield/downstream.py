@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
-from typing import Any
+from typing import Any, AnyStr
 
 import httpx
 
@@ -428,27 +428,31 @@ CREDENTIALS = frozenset(
 )
 
 
-Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+#: A mapping or (name, value) pairs, of text (frameworks, httpx) or bytes (ASGI raw headers).
+Headers = Mapping[AnyStr, AnyStr] | Iterable[tuple[AnyStr, AnyStr]]
 
 
-def forward_headers(inbound: Headers, allow: Iterable[str] = FORWARDED) -> list[tuple[str, str]]:
+def forward_headers(
+    inbound: Headers[AnyStr], allow: Iterable[str | bytes] = FORWARDED
+) -> list[tuple[AnyStr, AnyStr]]:
     """The headers to send downstream: only ``allow``-listed ones, never credentials, cookies
     or hop-by-hop headers (nor those the inbound ``Connection`` header names). Repeated
-    headers stay repeated: the result is a list of pairs, which httpx and every framework take."""
+    headers stay repeated: the result is a list of pairs, which httpx and every framework take.
+    Names match whatever their case or type; bytes pairs (ASGI raw headers) come back as bytes."""
     pairs = _pairs(inbound)
-    allowed = {name.lower() for name in allow} - _blocked(pairs)
-    return [(name, value) for name, value in pairs if name.lower() in allowed]
+    allowed = {_name(name) for name in allow} - _blocked(pairs)
+    return [(name, value) for name, value in pairs if _name(name) in allowed]
 
 
-def response_headers(upstream: Headers) -> list[tuple[str, str]]:
+def response_headers(upstream: Headers[AnyStr]) -> list[tuple[AnyStr, AnyStr]]:
     """The headers of a downstream response that may be relayed to the caller: all but
     credentials, cookies and hop-by-hop headers (and the length the framework sets again)."""
     pairs = _pairs(upstream)
     blocked = _blocked(pairs) | {"content-length", "content-encoding"}
-    return [(name, value) for name, value in pairs if name.lower() not in blocked]
+    return [(name, value) for name, value in pairs if _name(name) not in blocked]
 
 
-def _pairs(headers: Headers) -> list[tuple[str, str]]:
+def _pairs(headers: Headers[AnyStr]) -> list[tuple[AnyStr, AnyStr]]:
     """Every (name, value), repeats included (httpx's ``items()`` would join them)."""
     multi_items = getattr(headers, "multi_items", None)
     if multi_items is not None:
@@ -456,11 +460,16 @@ def _pairs(headers: Headers) -> list[tuple[str, str]]:
     return list(headers.items() if isinstance(headers, Mapping) else headers)
 
 
-def _blocked(pairs: list[tuple[str, str]]) -> set[str]:
+def _name(name: str | bytes) -> str:
+    """A header name as compared: text (latin-1, as HTTP/1.1 carries it), lower case."""
+    return (name.decode("latin-1") if isinstance(name, bytes) else name).strip().lower()
+
+
+def _blocked(pairs: list[tuple[AnyStr, AnyStr]]) -> set[str]:
     named = {
-        token.strip().lower()
+        _name(token)
         for name, value in pairs
-        if name.lower() == "connection"
-        for token in value.split(",")
+        if _name(name) == "connection"
+        for token in value.split(b"," if isinstance(value, bytes) else ",")
     }
     return set(HOP_BY_HOP | CREDENTIALS) | named

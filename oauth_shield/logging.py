@@ -15,22 +15,27 @@ What is masked, wherever it appears in a record's message, its arguments, its ``
 
 A mask keeps a short fingerprint, ``[redacted:1a2b3c4d]``: the first eight hex digits of the
 value's SHA-256, the same fingerprint the validator logs for a token, so operators can still
-tell which token a line was about. Formatting happens before masking, so a token split across
-several arguments is still caught.
+tell which token a line was about.
+
+Only secrets change: every formatter that reads more than the message (uvicorn's access
+formatter unpacks ``record.args``, gunicorn's access log formats a dict of atoms, structlog's
+stdlib bridge and JSON formatters read a dict ``msg`` and ``exc_info``) still gets what it
+expects. Each argument is masked in place, keeping its type, and the rendered message is
+checked too, so a token split across several arguments is still caught (docs/logging.md).
 """
 
 from __future__ import annotations
 
 import logging as _logging
-import re
-import traceback
+import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
+from ._redact import RedactedError, Redactor, is_exc_info
+from ._redact import mask as mask  # the fingerprinted mask, for callers and tests
 from ._secret import Secret
-from ._token import text_fingerprint
 
-__all__ = ["RedactingFilter", "StructlogRedactor", "install", "uninstall"]
+__all__ = ["RedactedError", "RedactingFilter", "StructlogRedactor", "install", "uninstall"]
 
 #: The loggers install() attaches to (their handlers and themselves), besides the root logger.
 SERVER_LOGGERS = (
@@ -39,68 +44,26 @@ SERVER_LOGGERS = (
     "quart", "quart.app", "quart.serving", "flask", "flask.app", "httpx", "httpcore",
 )  # fmt: skip
 
-_HEADERS = r"authorization|proxy-authorization|cookie|set-cookie|x-api-key|x_api_key"
-_PARAMS = (
-    r"access_token|refresh_token|id_token|token|client_secret|subject_token|actor_token"
-    r"|api_key|apikey|password"
-)
-_PATTERN = re.compile(
-    # "Authorization: v", "'Authorization': 'v'", "('authorization', 'v')", "HTTP_AUTHORIZATION: v"
-    rf"(?P<header>(?:\bhttp_)?\b(?:{_HEADERS})\b['\"]?(?:\s*[:=]\s*|,\s*)(?:b?['\"])?)(?P<hvalue>[^'\"\r\n]+)"
-    rf"|(?P<bearer>\bbearer\s+)(?P<token>[A-Za-z0-9\-._~+/]+=*)"
-    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){2,4})"  # JWS (3 parts), JWE (5)
-    rf"|(?P<param>(?<![A-Za-z0-9_])(?:{_PARAMS})=)(?P<pvalue>[^&\s'\"#,;)]+)"
-    r"|(?P<apikey>\bosk_[A-Za-z0-9]+_[A-Za-z0-9]+)",
-    re.IGNORECASE,
-)
-_SENSITIVE_NAME = re.compile(
-    rf"(?:{_HEADERS}|{_PARAMS}|secret|credential|cookie)", re.IGNORECASE
-)  # extra fields and dict keys with these names are masked whole
 _STANDARD = frozenset(_logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
     "asctime",
 }
 _DONE = "_oauth_shield_redacted"
 _PLAIN_SIZE = len(_logging.LogRecord("", 0, "", 0, "", (), None).__dict__) + 1  # with _DONE
-# Text without any of these cannot match _PATTERN: a few substring searches spare the regex.
-_TRIGGERS = ("authoriz", "cookie", "api_key", "api-key", "apikey", "bearer", "eyj", "token=",
-             "secret=", "password=", "osk_")  # fmt: skip
 
 
-_MASK = "[redacted:"
+class RedactingFilter(_logging.Filter, Redactor):
+    """A :class:`logging.Filter` that masks secrets in every record it sees (and keeps them all).
 
-
-def mask(value: str) -> str:
-    """``[redacted:<fingerprint>]`` for ``value``."""
-    return f"{_MASK}{text_fingerprint(value)}]"
-
-
-class RedactingFilter(_logging.Filter):
-    """A :class:`logging.Filter` that masks secrets in every record it sees (and keeps them all)."""
+    Only secrets change: ``record.args`` keeps its shape (the tuple uvicorn's access formatter
+    unpacks, gunicorn's dict of atoms), a dict ``msg`` stays a dict (structlog's stdlib bridge,
+    python-json-logger), ``extra`` fields keep their types, and an exception whose traceback
+    showed a secret becomes a :class:`RedactedError` carrying the masked traceback.
+    """
 
     def __init__(self, secrets: Iterable[str | Secret] = ()) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._secret_pattern: re.Pattern[str] | None = None
-        for secret in secrets:
-            self.add_secret(secret)
-
-    def add_secret(self, secret: str | Secret) -> None:
-        """Mask this exact value too (client secrets, API keys, anything of yours)."""
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value:
-            self._secrets.add(value)
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._secret_pattern = re.compile("|".join(map(re.escape, ordered)))
-
-    def redact(self, text: str) -> str:
-        """``text`` with every secret masked."""
-        if self._secret_pattern is not None:
-            text = self._secret_pattern.sub(lambda m: mask(m.group()), text)
-        lowered = text.lower()
-        if not any(trigger in lowered for trigger in _TRIGGERS):
-            return text
-        return _PATTERN.sub(_masked, text)
+        _logging.Filter.__init__(self)
+        Redactor.__init__(self, secrets)
 
     def filter(self, record: _logging.LogRecord) -> bool:
         self.redact_record(record)
@@ -109,7 +72,10 @@ class RedactingFilter(_logging.Filter):
     def redact_record(self, record: _logging.LogRecord, *, extras: bool = True) -> None:
         """Mask the message, its arguments and exception text (once), and ``extra`` fields."""
         if not getattr(record, _DONE, False):
-            self._redact_message(record)
+            if type(record.msg) is dict and not record.args:  # structlog's bridge, JSON loggers
+                record.msg = self.redact_event(record.msg)
+            else:
+                record.msg, record.args = self.redact_message(record.msg, record.args)
             self._redact_exception(record)
             record.__dict__[_DONE] = True
         if extras and len(record.__dict__) > _PLAIN_SIZE:  # only records with extra fields
@@ -117,69 +83,43 @@ class RedactingFilter(_logging.Filter):
                 if name not in _STANDARD and name != _DONE:
                     record.__dict__[name] = self.redact_value(name, value)
 
-    def _redact_message(self, record: _logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format: mask what there is
-            message = f"{record.msg} {record.args}"
-        masked = self.redact(message)
-        if masked != message or not isinstance(record.msg, str):
-            record.msg, record.args = masked, None
+    def redact_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """A structlog event dict (or a dict logged as the message) with secrets masked.
+
+        ``exc_info`` stays an exception or a triple. ``exc_info=True`` is resolved now, while
+        the exception is current, when its traceback shows a secret: rendered later by
+        ``format_exc_info``, it would show the secret. A ``LogRecord`` (``_record`` in
+        ``ProcessorFormatter``'s chains, its own copy) is masked in place.
+        """
+        return {name: self._entry(name, value) for name, value in event.items()}
+
+    def _entry(self, name: str, value: Any) -> Any:
+        if name == "exc_info":
+            if value is True and (current := sys.exc_info())[1] is not None:
+                masked = self.redact_exc_info(current)
+                return value if masked is current else masked
+            if isinstance(value, BaseException) or is_exc_info(value):
+                return self.redact_exc_info(value)
+        if isinstance(value, _logging.LogRecord):
+            self.redact_record(value)
+            return value
+        return self.redact_value(name, value)
 
     def _redact_exception(self, record: _logging.LogRecord) -> None:
         if record.exc_info and record.exc_info[1] is not None:
-            text = "".join(traceback.format_exception(*record.exc_info))
-            masked = self.redact(text)
-            if masked != text:  # the structured exception would carry the secret on: drop it
-                record.exc_text, record.exc_info = masked.rstrip("\n"), None
+            masked = self.redact_exc_info(record.exc_info)
+            if masked is not record.exc_info:  # the exception itself would carry the secret on
+                record.exc_info, record.exc_text = masked, str(masked[1])
         elif record.exc_text:
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
 
-    def redact_value(self, name: object, value: Any) -> Any:
-        """A value with secrets masked; a value stored under a sensitive name is masked whole."""
-        if value is None or isinstance(value, bool | int | float):
-            return value
-        if isinstance(name, str) and _SENSITIVE_NAME.search(name):
-            return mask(value if isinstance(value, str) else repr(value))
-        if isinstance(value, str):
-            return self.redact(value)
-        if isinstance(value, bytes | bytearray):
-            return self.redact(bytes(value).decode("latin-1"))
-        if isinstance(value, Mapping):
-            return {key: self.redact_value(key, item) for key, item in value.items()}
-        if isinstance(value, list | tuple | set | frozenset):
-            items = list(value)
-            if len(items) == 2 and isinstance(items[0], str | bytes):  # a (header, value) pair
-                key = items[0].decode("latin-1") if isinstance(items[0], bytes) else items[0]
-                return (items[0], self.redact_value(key, items[1]))
-            return [self.redact_value(None, item) for item in items]
-        return self.redact(str(value))  # any other object: only its text may be logged
-
-
-_CREDENTIALS = re.compile(r"([A-Za-z][\w-]*\s+)(\S+)")  # "<scheme> <credentials>"
-
-
-def _masked(match: re.Match[str]) -> str:
-    if match.group("header") is not None:
-        value = match.group("hvalue")
-        scheme = _CREDENTIALS.fullmatch(value.strip())
-        if (scheme.group(2) if scheme else value).startswith(_MASK):  # a registered secret
-            return match.group()
-        # Keep the scheme: the fingerprint is then the credential's own, as the validator logs it.
-        masked = scheme.group(1) + mask(scheme.group(2)) if scheme else mask(value)
-        return match.group("header") + masked
-    if match.group("bearer") is not None:
-        return match.group("bearer") + mask(match.group("token"))
-    if match.group("param") is not None:
-        value = match.group("pvalue")
-        return match.group() if value.startswith(_MASK) else match.group("param") + mask(value)
-    return mask(match.group())
-
 
 class StructlogRedactor:
-    """A structlog processor that masks what :class:`RedactingFilter` masks.
+    """A structlog processor that masks what :class:`RedactingFilter` masks, keeping every
+    value's shape (:meth:`RedactingFilter.redact_event`): ``exc_info`` stays an exception or a
+    triple for ``format_exc_info``, and ``_record`` stays a ``LogRecord``.
 
     >>> structlog.configure(processors=[..., StructlogRedactor(), JSONRenderer()])  # doctest: +SKIP
     """
@@ -190,7 +130,7 @@ class StructlogRedactor:
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        return {name: self._filter.redact_value(name, value) for name, value in event.items()}
+        return self._filter.redact_event(event)
 
 
 _installed: tuple[RedactingFilter, Any] | None = None

@@ -7,12 +7,20 @@ import logging.config
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oauth_shield import Secret
 from oauth_shield._token import text_fingerprint
-from oauth_shield.logging import RedactingFilter, StructlogRedactor, install, mask, uninstall
+from oauth_shield.logging import (
+    RedactedError,
+    RedactingFilter,
+    StructlogRedactor,
+    install,
+    mask,
+    uninstall,
+)
 from oauth_shield.testing import LocalIssuer
 
 JWT = LocalIssuer().token()
@@ -30,6 +38,9 @@ def redacting() -> RedactingFilter:
     [
         (f"Authorization: Bearer {JWT}", "Authorization: Bearer [redacted:", JWT),
         (f"authorization: bearer {OPAQUE}", "bearer [redacted:", OPAQUE),
+        (f"doubled: Bearer Bearer {OPAQUE}", "Bearer Bearer [redacted:", OPAQUE),
+        (f"Bearer Cookie: sid={OPAQUE}; x=1", "Bearer Cookie: [redacted:", OPAQUE),
+        (f"Bearer access_token={OPAQUE}&x=1", "Bearer access_token=[redacted:", OPAQUE),
         (
             f"{{'Authorization': 'Bearer {OPAQUE}', 'Accept': 'text/html'}}",
             "'Accept': 'text/html'",
@@ -121,6 +132,95 @@ def test_a_message_without_secrets_keeps_its_arguments(redacting: RedactingFilte
     assert (item.msg, item.args) == ("user %s did %d things", ("alice", 3))
 
 
+def test_arguments_keep_their_shape(redacting: RedactingFilter) -> None:
+    # uvicorn's access line: a 5-tuple its AccessFormatter unpacks, the status an int.
+    item = record('%s - "%s %s HTTP/%s" %d', "1.2.3.4:5", "GET", f"/x?token={OPAQUE}", "1.1", 401)
+    redacting.filter(item)
+    assert item.msg == '%s - "%s %s HTTP/%s" %d'
+    assert item.args == ("1.2.3.4:5", "GET", f"/x?token={mask(OPAQUE)}", "1.1", 401)
+
+
+def test_a_secret_split_across_arguments_is_masked_in_the_arguments_that_hold_it(
+    redacting: RedactingFilter,
+) -> None:
+    item = record("Authorization: %s %s", "Bearer", OPAQUE)
+    redacting.filter(item)
+    assert item.args == ("Bearer", mask(OPAQUE))  # the token's own fingerprint
+    header, payload, signature = JWT.split(".")
+    item = record("token %s.%s.%s seen", header, payload, signature)
+    redacting.filter(item)
+    assert item.getMessage() == f"token {mask(JWT)} seen"
+    assert isinstance(item.args, tuple) and len(item.args) == 3
+    assert not any(part in repr(item.args) for part in (header, payload, signature))
+
+
+def test_a_secret_in_the_format_itself(redacting: RedactingFilter) -> None:
+    item = record(f"Bearer {OPAQUE} for %s (%d%%)", "alice", 50)
+    redacting.filter(item)
+    assert item.getMessage() == f"Bearer {mask(OPAQUE)} for alice (50%)"
+    assert item.args == ("alice", 50)
+
+
+def test_a_mapping_argument_stays_the_same_kind_of_mapping(redacting: RedactingFilter) -> None:
+    class Atoms(dict[str, object]):  # like gunicorn's SafeAtoms: read case-insensitively
+        def __getitem__(self, key: str) -> object:
+            return super().get(key.lower(), "-")
+
+    atoms = Atoms({"r": f"GET /?access_token={OPAQUE}", "{authorization}i": f"Bearer {OPAQUE}"})
+    atoms["{cookie}i"], atoms["n"] = "sid=1", 3
+    item = record('"%(r)s" %({Authorization}i)s %(missing)s %(n)d', atoms)
+    redacting.filter(item)
+    assert type(item.args) is Atoms and item.args is not atoms
+    assert item.args.keys() == atoms.keys()
+    assert item.args["{cookie}i"] == mask("sid=1")  # a sensitive name: masked whole
+    assert item.getMessage() == f'"GET /?access_token={mask(OPAQUE)}" Bearer {mask(OPAQUE)} - 3'
+    assert atoms["r"] == f"GET /?access_token={OPAQUE}"  # the caller's dict is left alone
+
+
+def test_a_dict_message_stays_a_dict(redacting: RedactingFilter) -> None:
+    item = record({"event": "call", "headers": {"Authorization": f"Bearer {OPAQUE}"}, "n": 2})
+    redacting.filter(item)
+    assert item.msg == {
+        "event": "call",
+        "headers": {"Authorization": f"Bearer {mask(OPAQUE)}"},
+        "n": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("msg", "args"),
+    [
+        ("%s %s", ("only one",)),
+        ("%d", (f"Bearer {OPAQUE}",)),
+        ("%(a)s", ({"b": f"Bearer {OPAQUE}"},)),
+    ],
+)
+def test_a_broken_format_is_shown_masked_and_never_raises(
+    redacting: RedactingFilter, msg: str, args: tuple[object, ...]
+) -> None:
+    item = record(msg, *args)
+    redacting.filter(item)
+    assert OPAQUE not in item.getMessage() + repr(item.args)
+
+
+def test_objects_are_kept_unless_their_text_shows_a_secret(redacting: RedactingFilter) -> None:
+    class Request:
+        def __init__(self, query: str) -> None:
+            self.query = query
+
+        def __repr__(self) -> str:
+            return f"<Request ?{self.query}>"
+
+    plain, carrying = Request("page=2"), Request(f"access_token={OPAQUE}")
+    item = record("%s %r", plain, carrying, x_logger=logging.getLogger("x"), x_request=carrying)
+    redacting.filter(item)
+    assert item.args[0] is plain and item.x_logger is logging.getLogger("x")  # type: ignore[index]
+    assert item.getMessage() == redacting.redact(f"<Request ?page=2> {carrying!r}")
+    assert isinstance(item.x_request, str)  # type: ignore[attr-defined]
+    assert OPAQUE not in str(item.x_request) + repr(item.x_request)  # type: ignore[attr-defined]
+    assert repr(item.x_request).startswith("<Request ?access_token=[redacted:")  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -145,15 +245,20 @@ def test_bytes_arguments(redacting: RedactingFilter) -> None:
     assert OPAQUE not in rendered(item)
 
 
-def test_exception_text_is_masked_and_the_exception_dropped(redacting: RedactingFilter) -> None:
+def test_exception_text_is_masked_and_the_exception_replaced(redacting: RedactingFilter) -> None:
     try:
         raise KeyError(f"Bearer {OPAQUE}")
     except KeyError as error:
         item = record("failed", exc=error)
     redacting.filter(item)
-    assert item.exc_info is None  # the structured exception still holds the token
+    # The structured exception still holds the token: a stand-in carries the masked traceback,
+    # for formatters that render exc_info themselves.
+    assert item.exc_info is not None and item.exc_info[0] is RedactedError
+    assert str(item.exc_info[1]) == item.exc_text and item.exc_info[2] is None
     assert "KeyError" in item.exc_text and OPAQUE not in item.exc_text  # type: ignore[operator]
-    assert OPAQUE not in logging.Formatter().format(item)
+    formatter = logging.Formatter()
+    assert OPAQUE not in formatter.format(item) and "KeyError: 'Bearer [redacted:" in item.exc_text
+    assert OPAQUE not in formatter.formatException(item.exc_info)
 
 
 def test_an_exception_without_secrets_is_kept(redacting: RedactingFilter) -> None:
@@ -171,6 +276,27 @@ def test_structlog_processor(redacting: RedactingFilter) -> None:
     assert OPAQUE not in repr(event)
     assert event["headers"]["cookie"].startswith("[redacted:")
     assert event["n"] == 3
+
+
+def test_structlog_processor_keeps_every_shape(redacting: RedactingFilter) -> None:
+    processor = StructlogRedactor(redacting)
+    item = record("GET %s", f"/x?access_token={OPAQUE}")
+    try:
+        raise KeyError(f"Bearer {OPAQUE}")
+    except KeyError as error:
+        caught = error
+        # Before format_exc_info: exc_info=True is resolved now, while the exception is current.
+        event = processor(None, "error", {"event": "x", "exc_info": True, "_record": item})
+    assert event["exc_info"][0] is RedactedError and event["_record"] is item
+    assert item.args == (f"/x?access_token={mask(OPAQUE)}",)
+    rendered = structlog.processors.format_exc_info(None, "error", dict(event))
+    assert "KeyError: 'Bearer [redacted:" in rendered["exception"]
+    assert OPAQUE not in rendered["exception"]
+    assert isinstance(processor(None, "error", {"exc_info": caught})["exc_info"], RedactedError)
+    try:
+        raise ValueError("nothing secret")
+    except ValueError:
+        assert processor(None, "error", {"exc_info": True})["exc_info"] is True
 
 
 @settings(max_examples=300, deadline=None)

@@ -353,3 +353,129 @@ def test_without_the_filter_the_library_itself_leaks_nothing(
     # leaks when there are some; with the filter installed (the test above) it saw none.
     access = [text for name, text in capture.lines if name == "uvicorn.access"]
     assert found(canaries, access)
+
+
+# --- real servers, with their own logging set-up and access logs on ---------------------------
+
+SERVED = """
+import logging
+import sys
+
+from oauth_shield import logging as shield_logging
+
+shield_logging.install(secrets=[{secret!r}])
+
+
+def wsgi(environ, start_response):
+    if environ["PATH_INFO"] == "/boom":
+        raise RuntimeError("refused " + environ["HTTP_AUTHORIZATION"])
+    start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+    return [b"no"]
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    headers = dict(scope["headers"])
+    logging.getLogger("uvicorn.error").info("request headers %s", scope["headers"])
+    if scope["path"] == "/boom":
+        raise RuntimeError("refused " + headers[b"authorization"].decode())
+    await send({{"type": "http.response.start", "status": 401, "headers": []}})
+    await send({{"type": "http.response.body", "body": b"no"}})
+
+
+if __name__ == "__main__":  # uvicorn with its default LOGGING_CONFIG: Access/DefaultFormatter
+    import uvicorn
+
+    uvicorn.run("served:asgi", port=int(sys.argv[1]), log_level="debug", access_log=True)
+"""
+
+
+def free_port() -> int:
+    with contextlib.closing(loopback_socket()) as sock:
+        return int(sock.getsockname()[1])
+
+
+def serve_and_call(command: list[str], port: int, cwd: str, token: str, secret: str) -> str:
+    """Start a server process, send a request with a query token and an Authorization header
+    and one that fails, stop it, and return everything it wrote."""
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/ready", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        assert httpx.get(f"{url}/items?access_token={token}", headers=headers).status_code == 401
+        response = httpx.get(f"{url}/boom?x={secret}", headers=headers)
+        assert response.status_code == 500
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    return output
+
+
+@pytest.fixture
+def served(tmp_path: Any) -> tuple[str, str, str]:
+    token, secret = LocalIssuer().token(), canary("served")
+    (tmp_path / "served.py").write_text(SERVED.format(secret=secret))
+    return str(tmp_path), token, secret
+
+
+def pieces_shown(output: str, *values: str) -> set[str]:
+    return {
+        value[i : i + 8]
+        for value in values
+        for i in range(len(value) - 7)
+        if value[i : i + 8] in output
+    }
+
+
+def test_uvicorn_access_and_error_logs_are_written_and_masked(
+    served: tuple[str, str, str],
+) -> None:
+    cwd, token, secret = served
+    port = free_port()
+    output = serve_and_call(["served.py", str(port)], port, cwd, token, secret)
+    assert "Logging error" not in output
+    # The access lines are there, through uvicorn's AccessFormatter, the token masked.
+    assert f'"GET /items?access_token={shield_logging.mask(token)} HTTP/1.1" 401' in output
+    assert f'"GET /boom?x={shield_logging.mask(secret)} HTTP/1.1" 500' in output
+    assert "(b'authorization', b'Bearer [redacted:" in output  # the app's own debug line
+    assert "Exception in ASGI application" in output and "RuntimeError: refused Bearer" in output
+    assert pieces_shown(output, token, secret) == set()
+
+
+def test_gunicorn_access_and_error_logs_are_written_and_masked(
+    served: tuple[str, str, str],
+) -> None:
+    cwd, token, secret = served
+    port = free_port()
+    command = ["-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    command += ["--access-logfile", "-", "--error-logfile", "-", "--log-level", "debug"]
+    command += ["--no-control-socket"]  # gunicorn 23+ would share one under ~/.gunicorn
+    command += ["--access-logformat", '%(h)s "%(r)s" %(s)s "%({authorization}i)s"', "served:wsgi"]
+    output = serve_and_call(command, port, cwd, token, secret)
+    assert "Logging error" not in output
+    masked = shield_logging.mask(token)
+    assert f'"GET /items?access_token={masked} HTTP/1.1" 401 "Bearer {masked}"' in output
+    # "Error handling request <uri>" (gunicorn < 23 names no method)
+    assert f" /boom?x={shield_logging.mask(secret)}\n" in output
+    assert "Error handling request " in output
+    assert "RuntimeError: refused Bearer [redacted:" in output
+    assert pieces_shown(output, token, secret) == set()

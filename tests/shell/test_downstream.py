@@ -20,7 +20,7 @@ from oauth_shield.downstream import (
     forward_headers,
     response_headers,
 )
-from oauth_shield.testing import LocalIssuer
+from oauth_shield.testing import LocalIssuer, serve_asgi
 
 SECRET = "s3cr:et+with/odd%chars"
 
@@ -285,3 +285,60 @@ def test_response_headers_strip_credentials_cookies_and_hop_by_hop() -> None:
     ]
     repeated = httpx.Headers([("Link", "<a>"), ("Link", "<b>"), ("Set-Cookie", "sid=1")])
     assert response_headers(repeated) == [("link", "<a>"), ("link", "<b>")]  # as httpx names them
+
+
+def test_raw_asgi_headers_from_a_real_server() -> None:
+    """ASGI raw headers are (bytes, bytes) pairs, as uvicorn gives them in the scope and as
+    httpx keeps them in ``headers.raw``: names are compared as text, whatever their type or
+    case, and the pairs come back as given (bytes, repeats and latin-1 values intact)."""
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(list(scope["headers"]))
+        relayed = [
+            (b"Content-Type", b"text/plain"),
+            (b"Set-Cookie", b"sid=1"),
+            (b"set-cookie", b"theme=dark"),
+            (b"WWW-Authenticate", b'Bearer error="invalid_token"'),
+            (b"X-Request-ID", b"r1"),
+            (b"X-Name", "café".encode("latin-1")),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": relayed})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    inbound = [
+        (b"Authorization", b"Bearer t"),
+        (b"Cookie", b"a=b"),
+        (b"X-API-Key", b"osk_x"),
+        (b"Accept", b"application/json"),
+        (b"traceparent", b"00-abc"),
+        (b"X-Trace", b"t1"),
+        (b"Connection", b"keep-alive, X-Trace"),
+        (b"Accept", b"text/html"),
+        (b"Accept-Language", "fr-CH, café".encode("latin-1")),
+    ]
+    with serve_asgi(app) as url:
+        response = httpx.get(url, headers=inbound)
+    raw = seen[0]
+    assert (b"authorization", b"Bearer t") in raw  # uvicorn's names are lower-case bytes
+    assert forward_headers(raw) == [
+        (b"user-agent", b"python-httpx/" + httpx.__version__.encode()),  # httpx's own
+        (b"accept", b"application/json"),
+        (b"traceparent", b"00-abc"),
+        (b"accept", b"text/html"),
+        (b"accept-language", "fr-CH, café".encode("latin-1")),
+    ]
+    assert forward_headers(raw, allow=["X-Trace", b"cookie", "authorization"]) == []
+    relayed = response_headers(response.headers.raw)  # as received: uvicorn's own, then ours
+    names = {name.lower() for name, _ in relayed}
+    assert not names & {b"set-cookie", b"www-authenticate", b"content-length"}
+    assert [pair for pair in relayed if pair[0] not in (b"date", b"server")] == [
+        (b"Content-Type", b"text/plain"),
+        (b"X-Request-ID", b"r1"),
+        (b"X-Name", "café".encode("latin-1")),
+    ]
+    mixed = [(b"Set-Cookie", b"a=1"), ("WWW-Authenticate", "Bearer"), (b"X-Ok", b"1")]
+    assert response_headers(mixed) == [(b"X-Ok", b"1")]
+    assert response_headers({b"Set-Cookie": b"a=1", b"Link": b"<a>"}) == [(b"Link", b"<a>")]
