@@ -27,7 +27,7 @@ from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings
 from ._discovery import Discovery
 from ._errors import AuthError, ConfigurationError, InvalidTokenError, Reason
-from ._http import HTTPClient
+from ._http import HTTPClient, check_urls
 from ._introspector import Introspector
 from ._jose import CompactJWS, Header, Verifier, parse_compact
 from ._keyset import Need, RemoteKeySet
@@ -193,6 +193,7 @@ class TokenValidator:
             introspection_grace=introspection_grace,
             insecure_http=insecure_http,
         )
+        check_urls(self.settings)  # as httpx will parse them, now rather than per request
         for warning in self.settings.warnings():
             config_logger.warning("%s (issuer %s)", warning, issuer)
         self._clock: Clock = clock or SystemClock()
