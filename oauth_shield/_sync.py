@@ -30,7 +30,7 @@ from typing import Any, Self, TypeVar
 
 from ._claims import required_scopes
 from ._errors import AuthError, Reason, TemporarilyUnavailableError
-from ._options import options_from
+from ._options import configured
 from ._token import AccessToken
 from ._validator import TokenValidator
 
@@ -131,10 +131,10 @@ class SyncTokenValidator:
         weakref.finalize(self, _close_soon, self._validator)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+    def from_env(cls, environ: Mapping[str, Any] | None = None, **overrides: Any) -> Self:
         """Configured from ``OAUTH_SHIELD_*`` variables, as :meth:`TokenValidator.from_env`."""
         source = os.environ if environ is None else environ
-        return cls(**{**options_from(source, TokenValidator), **overrides})
+        return configured(cls, source, overrides, TokenValidator)
 
     @property
     def settings(self) -> Any:

@@ -24,14 +24,14 @@ from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
-from ._config import AuthMethod, Profile, Settings
+from ._config import AuthMethod, Profile, Settings, shown
 from ._discovery import Discovery
 from ._errors import AuthError, ConfigurationError, InvalidTokenError, Reason
 from ._http import HTTPClient, check_urls
 from ._introspector import Introspector
 from ._jose import CompactJWS, Header, Verifier, parse_compact
 from ._keyset import Need, RemoteKeySet
-from ._options import options_from
+from ._options import configured
 from ._secret import Secret, as_secret
 from ._shared import SharedCache
 from ._token import AccessToken, fingerprint, text_fingerprint
@@ -82,8 +82,16 @@ def shared_cache(
                 "redis_url needs Redis support: pip install 'oauth-shield[redis]'"
             ) from None
         if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
-            raise ConfigurationError("redis_url must be a redis:// or rediss:// URL")
-        cache = Cache.from_url(redis_url)
+            raise ConfigurationError(
+                f"redis_url must be a redis:// or rediss:// URL; given {shown(redis_url)}",
+                field="redis_url",
+            )
+        try:
+            cache = Cache.from_url(redis_url)
+        except ValueError:  # a malformed port, IPv6 host or database number
+            raise ConfigurationError(
+                f"redis_url is not a valid Redis URL; given {shown(redis_url)}", field="redis_url"
+            ) from None
     if cache is None:
         if secret is not None:
             raise ConfigurationError("cache_secret needs a shared cache (redis_url or cache)")
@@ -238,15 +246,17 @@ class TokenValidator:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+    def from_env(cls, environ: Mapping[str, Any] | None = None, **overrides: Any) -> Self:
         """A validator configured from ``OAUTH_SHIELD_*`` environment variables.
 
-        Each parameter ``name`` is read from ``OAUTH_SHIELD_<NAME>`` (lists split on commas or
-        spaces); the client secret from ``OAUTH_SHIELD_CLIENT_SECRET`` or, better, a file named
-        by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``. ``overrides`` win.
+        Each parameter ``name`` is read from ``OAUTH_SHIELD_<NAME>`` (lists split on commas
+        and/or whitespace); the client secret from ``OAUTH_SHIELD_CLIENT_SECRET`` or, better, a
+        file named by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``. ``overrides`` win. ``environ`` may be
+        any mapping (a framework's config). A missing or invalid setting raises
+        :class:`ConfigurationError` naming its key (an override: its argument).
         """
         source = os.environ if environ is None else environ
-        return cls(**{**options_from(source, TokenValidator), **overrides})
+        return configured(cls, source, overrides, TokenValidator)
 
     def __repr__(self) -> str:
         return (

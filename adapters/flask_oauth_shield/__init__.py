@@ -36,7 +36,6 @@ from oauth_shield import (
     ConfigurationError,
     Secret,
     SyncTokenValidator,
-    TokenValidator,
 )
 from oauth_shield._bearer import (
     MAX_FORM_SCAN,
@@ -45,7 +44,7 @@ from oauth_shield._bearer import (
     may_carry_form_token,
 )
 from oauth_shield._claims import required_scopes
-from oauth_shield._options import AdapterSettings, options_from
+from oauth_shield._options import AdapterSettings
 from oauth_shield.apikeys import APIKeyStore
 
 __all__ = ["Shield", "current_bearer", "current_token"]
@@ -112,8 +111,8 @@ class Shield:
     def init_app(self, app: Flask) -> None:
         if EXTENSION in app.extensions:
             raise RuntimeError("oauth_shield is already registered on this app")
-        options = {**options_from(app.config, TokenValidator), **self._validator_options}
-        validator = SyncTokenValidator(**options)
+        # Keys and arguments named as the user gave them in any ConfigurationError.
+        validator = SyncTokenValidator.from_env(app.config, **self._validator_options)
         settings = AdapterSettings.merged(
             app.config, validator.settings.audience, **self._adapter_options
         )

@@ -37,7 +37,7 @@ from oauth_shield._bearer import (
     may_carry_form_token,
 )
 from oauth_shield._claims import required_scopes
-from oauth_shield._options import AdapterSettings, options_from
+from oauth_shield._options import AdapterSettings
 from oauth_shield.apikeys import APIKeyStore
 
 __all__ = ["Shield", "current_bearer", "current_token"]
@@ -103,8 +103,8 @@ class Shield:
     def init_app(self, app: Quart) -> None:
         if EXTENSION in app.extensions:
             raise RuntimeError("oauth_shield is already registered on this app")
-        options = {**options_from(app.config, TokenValidator), **self._validator_options}
-        validator = TokenValidator(**options)
+        # Keys and arguments named as the user gave them in any ConfigurationError.
+        validator = TokenValidator.from_env(app.config, **self._validator_options)
         settings = AdapterSettings.merged(
             app.config, validator.settings.audience, **self._adapter_options
         )
