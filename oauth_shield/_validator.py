@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import TracebackType
@@ -25,6 +26,7 @@ from ._cache import BoundedCache
 from ._claims import check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings, shown
+from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
 from ._discovery import Discovery
 from ._errors import AuthError, ConfigurationError, InvalidTokenError, Reason
 from ._http import HTTPClient, check_urls
@@ -41,6 +43,9 @@ config_logger = logging.getLogger("oauth_shield.config")
 
 #: Distinct verified JOSE headers remembered: a few per signing key is all an issuer uses.
 MAX_KNOWN_HEADERS = 64
+#: Refusals of a reason that may mean misconfiguration, but was decided before the signature
+#: (a forged alg, a random kid), are examined this many times; then that reason never again.
+MAX_DIAGNOSES = 16
 
 
 class _NeedKeys(NamedTuple):
@@ -204,6 +209,11 @@ class TokenValidator:
         check_urls(self.settings)  # as httpx will parse them, now rather than per request
         for warning in self.settings.warnings():
             config_logger.warning("%s (issuer %s)", warning, issuer)
+        # The first refusal of each reason that usually means a wrong setting is explained
+        # at WARNING (_log_rejection); the set lookup is all it costs any other refusal.
+        self._undiagnosed = set(CONFIGURATION_REASONS)
+        self._diagnoses: dict[Reason, int] = {}
+        self._diagnosis_lock = threading.Lock()  # the sync facade refuses in many threads
         self._clock: Clock = clock or SystemClock()
         self._http = HTTPClient(
             timeout=http_timeout,
@@ -387,9 +397,28 @@ class TokenValidator:
         known[jws.header_b64] = jws.header
 
     def _log_rejection(self, error: AuthError, token: object) -> None:
+        if error.reason in self._undiagnosed:
+            self._diagnose(error.reason, token)
         if not logger.isEnabledFor(logging.INFO):
             return
         name = "-"
         if isinstance(token, str) and len(token) <= self.settings.max_token_size:
             name = text_fingerprint(token)
         logger.info("token %s refused: %s", name, error.reason.value)
+
+    def _diagnose(self, reason: Reason, token: object) -> None:
+        """One WARNING, the first time a reason that usually means misconfiguration refuses a
+        token: the configured value, what the token carried, the likely fix."""
+        with self._diagnosis_lock:
+            if reason not in self._undiagnosed or not isinstance(token, str):
+                return
+            warning = refusal_warning(
+                reason, token, text_fingerprint(token), self.settings, self._keys.keys
+            )
+            left = self._diagnoses.get(reason, MAX_DIAGNOSES) - 1
+            self._diagnoses[reason] = left
+            if warning is None and left > 0:
+                return
+            self._undiagnosed.discard(reason)
+        if warning is not None:
+            config_logger.warning("%s (logged once per validator)", warning)
