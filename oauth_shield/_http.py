@@ -67,11 +67,11 @@ _TLS_FIX = (
     "if the server's certificate comes from a private CA, trust that CA: set SSL_CERT_FILE "
     "to a PEM bundle that contains it, or pass transport=httpx.AsyncHTTPTransport("
     "verify=<ssl.SSLContext>); the certificate must also name the host in the URL "
-    "(docs/troubleshooting.md#tls)"
+    "(docs/troubleshooting.md#a-private-ca-tls)"
 )
 #: kind -> (what happened, the usual fix)
 _DESCRIPTIONS = {
-    "dns": ("the host name does not resolve (DNS)", "check the host name in the URL"),
+    "dns": ("the host name does not resolve", "check the host name in the URL"),
     "connect": (
         "no connection could be made",
         "check that the server runs, on this port, and that this host may reach it "

@@ -110,7 +110,7 @@ def options_from(
 
 #: What a missing required key is for, so that its error says what to put there.
 _REQUIRED_MEANING = {
-    "issuer": "the authorization server's issuer identifier, exactly as its tokens' iss",
+    "issuer": "the authorization server's issuer identifier, exactly as its tokens carry it in iss",
     "audience": "this API's identifier, as the tokens carry it in aud",
 }
 

@@ -159,33 +159,54 @@ METADATA_URL = "https://issuer.test/.well-known/openid-configuration"
 DOWNGRADES = ["http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]/x"]
 
 
-@pytest.mark.parametrize("endpoint", DOWNGRADES)
-async def test_metadata_cannot_downgrade_the_key_set_to_plain_http(
+UNPARSABLE = ["https://999.1.1.1/x", "https://xn--zz.example/x"]
+REFUSED_ENDPOINTS = [
+    # An https issuer's metadata naming plain http (loopback: the fetch rules alone would
+    # allow it): the client secret and tokens would travel in clear text.
+    *((url, "insecure_url", "downgrade") for url in DOWNGRADES),
+    # Passes urllib, not httpx: before, httpx.InvalidURL or idna.IDNAError escaped validate().
+    *((url, "invalid_url", "not a URL httpx can request") for url in UNPARSABLE),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "kind", "why"), REFUSED_ENDPOINTS)
+async def test_a_refused_jwks_uri_from_the_metadata_is_never_requested(
     gated: ValidatorFactory,
     gate: GatedTransport,
     issuer: LocalIssuer,
     endpoint: str,
+    kind: str,
+    why: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """An https issuer's metadata naming a plain-http jwks_uri (loopback: the fetch rules alone
-    would allow it) is refused, and nothing is ever requested from that URL."""
     seen: list[str] = []
     gate.failure = serving_metadata(issuer, seen, jwks_uri=endpoint)
     await refused(gated(), issuer.token(), Reason.KEYS_UNAVAILABLE)
     assert seen == [METADATA_URL]
-    said = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
-    assert "[insecure_url]" in said and "downgrade" in said and endpoint in said
+    [line] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line.exc_info is None  # a named failure, not an unexpected exception
+    said = line.getMessage()
+    assert f"[{kind}] at {endpoint}" in said and why in said
 
 
-@pytest.mark.parametrize("endpoint", DOWNGRADES)
-async def test_metadata_cannot_send_the_client_secret_and_tokens_over_plain_http(
-    gated: ValidatorFactory, gate: GatedTransport, issuer: LocalIssuer, endpoint: str
+@pytest.mark.parametrize(("endpoint", "kind", "why"), REFUSED_ENDPOINTS)
+async def test_a_refused_introspection_endpoint_from_the_metadata_is_never_called(
+    gated: ValidatorFactory,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    endpoint: str,
+    kind: str,
+    why: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     seen: list[str] = []
     gate.failure = serving_metadata(issuer, seen, introspection_endpoint=endpoint)
     validator = gated(client_id="rs", client_secret="secret-" + "x" * 16)
-    await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_FAILED)
-    assert seen == [METADATA_URL]  # neither the secret nor the token went anywhere
+    for _ in range(2):  # the second from the cached metadata
+        await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_FAILED)
+    assert seen == [METADATA_URL]  # neither the secret nor a token went anywhere
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 2 and all(f"[{kind}] at {endpoint}" in line for line in said)
 
 
 async def test_insecure_http_lets_metadata_name_plain_http_endpoints(
@@ -207,39 +228,6 @@ async def test_an_http_loopback_issuer_may_name_https_endpoints(
     validator = make_validator(issuer=issuer.issuer, transport=httpx.MockTransport(handler))
     assert (await validator.validate(issuer.token())).subject == "user-1"
     assert seen[-1] == "https://keys.test/jwks"
-
-
-UNPARSABLE = ["https://999.1.1.1/x", "https://xn--zz.example/x"]
-
-
-@pytest.mark.parametrize("endpoint", UNPARSABLE)
-async def test_an_introspection_endpoint_httpx_cannot_parse_is_an_auth_error(
-    gated: ValidatorFactory, gate: GatedTransport, issuer: LocalIssuer, endpoint: str
-) -> None:
-    """Before: httpx.InvalidURL or idna.IDNAError escaped validate()."""
-    seen: list[str] = []
-    gate.failure = serving_metadata(issuer, seen, introspection_endpoint=endpoint)
-    validator = gated(client_id="rs", client_secret="secret-" + "x" * 16)
-    for _ in range(2):  # the second from the cached metadata
-        await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_FAILED)
-    assert seen == [METADATA_URL]
-
-
-@pytest.mark.parametrize("endpoint", UNPARSABLE)
-async def test_a_jwks_uri_httpx_cannot_parse_is_a_named_failure(
-    gated: ValidatorFactory,
-    gate: GatedTransport,
-    issuer: LocalIssuer,
-    endpoint: str,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    seen: list[str] = []
-    gate.failure = serving_metadata(issuer, seen, jwks_uri=endpoint)
-    await refused(gated(), issuer.token(), Reason.KEYS_UNAVAILABLE)
-    assert seen == [METADATA_URL]
-    [line] = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert line.exc_info is None  # a named failure, not an unexpected exception
-    assert "[invalid_url]" in line.getMessage() and endpoint in line.getMessage()
 
 
 # --- the mix-up refusal names both issuers and the likely fix --------------------------------

@@ -166,39 +166,33 @@ async def test_a_closed_port(
     assert "check that the server runs" in said
 
 
-async def test_a_server_that_never_answers(
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (None, "no complete answer within http_timeout (0.1 s) [timeout] at {url}"),
+        (
+            http_response("404 Not Found", b'{"error": "not found"}'),
+            "the server answered HTTP 404 [status_404] at {url}; check the URL",
+        ),
+        (
+            http_response("200 OK", b"<!doctype html><title>Sign in</title>", "text/html"),
+            "the answer is not one JSON object [malformed_json] at {url}; an HTML page usually "
+            "means a wrong path, a login page",
+        ),
+    ],
+    ids=["never-answers", "404", "html"],
+)
+async def test_a_server_that_answers_badly(
     make_validator: ValidatorFactory,
     issuer: LocalIssuer,
     caplog: pytest.LogCaptureFixture,
     serve: Serve,
+    response: bytes | None,
+    expected: str,
 ) -> None:
-    url = await serve(None) + "/jwks"
+    url = await serve(response) + "/jwks"
     said = await fails_with(make_validator, issuer, caplog, url, http_timeout=0.1)
-    assert f"no complete answer within http_timeout (0.1 s) [timeout] at {url}" in said
-
-
-async def test_a_404(
-    make_validator: ValidatorFactory,
-    issuer: LocalIssuer,
-    caplog: pytest.LogCaptureFixture,
-    serve: Serve,
-) -> None:
-    url = await serve(http_response("404 Not Found", b'{"error": "not found"}')) + "/jwks"
-    said = await fails_with(make_validator, issuer, caplog, url)
-    assert f"the server answered HTTP 404 [status_404] at {url}; check the URL" in said
-
-
-async def test_a_body_that_is_not_json(
-    make_validator: ValidatorFactory,
-    issuer: LocalIssuer,
-    caplog: pytest.LogCaptureFixture,
-    serve: Serve,
-) -> None:
-    page = http_response("200 OK", b"<!doctype html><title>Sign in</title>", "text/html")
-    url = await serve(page) + "/jwks"
-    said = await fails_with(make_validator, issuer, caplog, url)
-    assert f"the answer is not one JSON object [malformed_json] at {url}" in said
-    assert "login page" in said
+    assert expected.format(url=url) in said
 
 
 async def test_a_certificate_from_a_private_ca(
