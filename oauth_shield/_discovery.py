@@ -77,9 +77,11 @@ class Discovery:
                 detail=f"no {name}",
                 hint=f"if the server has one, set {name} (OAUTH_SHIELD_{name.upper()})",
             )
-        found = url_problem(url, self._http.allow_http)
-        if found is None and not self._http.allow_http and _downgrades(self.issuer, url):
-            found = "insecure_url", _DOWNGRADE
+        found = (
+            ("insecure_url", _DOWNGRADE)
+            if not self._http.allow_http and _downgrades(self.issuer, url)
+            else url_problem(url, self._http.allow_http)
+        )
         if found is not None:
             raise FetchError(
                 found[0],
@@ -181,4 +183,8 @@ class Discovery:
 
 def _downgrades(issuer: str, url: str) -> bool:
     """Whether an endpoint named by an https issuer's metadata is plain http."""
-    return urlsplit(issuer).scheme == "https" and urlsplit(url).scheme != "https"
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        return False  # not a URL at all: url_problem says so
+    return urlsplit(issuer).scheme == "https" and scheme == "http"

@@ -156,7 +156,12 @@ def serving_metadata(server: LocalIssuer, seen: list[str], /, **endpoints: objec
 
 
 METADATA_URL = "https://issuer.test/.well-known/openid-configuration"
-DOWNGRADES = ["http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]/x"]
+DOWNGRADES = [
+    "http://127.0.0.1:8080/x",
+    "http://localhost/x",
+    "http://[::1]/x",
+    "http://issuer.test/x",
+]
 
 
 UNPARSABLE = ["https://999.1.1.1/x", "https://xn--zz.example/x"]
