@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -74,10 +75,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: The plain-http refusal, which names its fix (the setting, as the user will name it).
+HTTPS_REQUIRED = (
+    "must use https; plain http is allowed on loopback only, or anywhere with "
+    "insecure_http=True (development networks only)"
+)
+#: The URL problems that are about security (where the request would go in clear, or with
+#: credentials), as opposed to a URL that is malformed.
+INSECURE_URL_PROBLEMS = frozenset(
+    {HTTPS_REQUIRED, "must be an https URL", "must not carry credentials"}
+)
+#: A configured value is quoted in a message up to this length: enough to recognise it.
+MAX_SHOWN = 120
+
+_USERINFO = re.compile(r"//[^/?#@]*@")
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+
+
 def url_problem(url: object, allow_http: bool = False) -> str | None:
     """Why ``url`` may not be used to reach the authorization server, or ``None``.
 
     Plain http is for loopback only, unless ``allow_http`` (the ``insecure_http`` setting).
+    The shell checks the URL again with the parser that will send the request (httpx).
     """
     if not isinstance(url, str):
         return "must be a string"
@@ -88,47 +107,97 @@ def url_problem(url: object, allow_http: bool = False) -> str | None:
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:
-        return "is not a valid URL"
+        return "is not a valid URL (check the port and the brackets around an IPv6 address)"
+    if parts.scheme not in ("https", "http"):
+        return "must be an https URL"
     if not host:
         return "has no host"
     if parts.username is not None or parts.password is not None:
         return "must not carry credentials"
     if parts.fragment or "#" in url:
         return "must not have a fragment"
-    if parts.scheme == "https" or (parts.scheme == "http" and (allow_http or is_loopback(host))):
+    if parts.scheme == "https" or allow_http or is_loopback(host):
         return None
-    return "must use https (plain http only on loopback, or with insecure_http=True)"
+    return HTTPS_REQUIRED
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without its userinfo and query, either of which may hold a secret."""
+    url = _USERINFO.sub("//***@", url)
+    return url[: url.index("?")] + "?..." if "?" in url else url
+
+
+def shown(value: object) -> str:
+    """``value`` as a message may quote it: a string without credentials or query (they may be
+    secret), escaped and bounded; any other value by its type."""
+    if not isinstance(value, str):
+        return f"(a {type(value).__name__})"
+    text = without_credentials(value)
+    if len(text) > MAX_SHOWN:
+        text = text[:MAX_SHOWN] + "..."
+    return repr(text)
 
 
 def check_url(field: str, url: object, allow_http: bool = False) -> str:
     problem = url_problem(url, allow_http)
     if problem:
-        raise ConfigurationError(f"{field} {problem}")
+        raise url_error(field, url, problem)
     return cast(str, url)
+
+
+def url_error(field: str, url: object, problem: str) -> ConfigurationError:
+    """The refusal of a configured URL: the setting, the value given, and why."""
+    mentions = ("insecure_http",) if problem == HTTPS_REQUIRED else ()
+    return ConfigurationError(
+        f"{field} {problem}; given {shown(url)}", field=field, mentions=mentions
+    )
 
 
 def check_number(field: str, value: object, low: float, high: float = math.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"{field} must be a finite number")
+        raise ConfigurationError(
+            f"{field} must be a finite number, not {shown(value)}", field=field
+        )
     if not low <= value <= high:
-        raise ConfigurationError(f"{field} must be between {low:g} and {high:g}")
+        raise ConfigurationError(
+            f"{field} must be between {low:g} and {high:g}, not {value:g}", field=field
+        )
     return float(value)
 
 
 def check_count(field: str, value: object, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigurationError(f"{field} must be an integer >= {low}")
+        raise ConfigurationError(
+            f"{field} must be an integer >= {low}, not {shown(value)}", field=field
+        )
     return value
 
 
+def split_list(text: str) -> list[str]:
+    """A list setting given as one string: items separated by commas and/or whitespace.
+
+    The same rule for a keyword argument and an ``OAUTH_SHIELD_*`` key, so that
+    ``audience="a b"`` means what ``OAUTH_SHIELD_AUDIENCE="a b"`` means. Audiences, algorithm
+    names and field names never contain spaces; an audience with a comma (legal in a URI) can
+    be given as one item of a list.
+    """
+    return [item for item in _LIST_SEPARATORS.split(text) if item]
+
+
 def check_strings(field: str, value: object) -> tuple[str, ...]:
-    """A non-empty string, or a non-empty collection of them, as a tuple."""
-    items = (value,) if isinstance(value, str) else value
-    if not isinstance(items, Iterable) or isinstance(items, Mapping):
-        raise ConfigurationError(f"{field} must be a string or a list of strings")
+    """A non-empty string (split by :func:`split_list`), or a non-empty collection of strings,
+    as a tuple."""
+    items = split_list(value) if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, Mapping | bytes):
+        raise ConfigurationError(
+            f"{field} must be a string or a list of strings, not {shown(value)}", field=field
+        )
     result = tuple(items)
     if not result or not all(isinstance(item, str) and item for item in result):
-        raise ConfigurationError(f"{field} must be a non-empty string or list of them")
+        raise ConfigurationError(
+            f"{field} must be a non-empty string or list of them, not {shown(value)}",
+            field=field,
+        )
     return result
 
 
@@ -136,9 +205,15 @@ def check_algorithms(value: object) -> frozenset[str]:
     names = check_strings("algorithms", value)
     for name in names:
         if name.lower() == "none" or name.upper().startswith("HS"):
-            raise ConfigurationError(f"algorithms: {name!r} can never be enabled (RFC 8725 §3.1)")
+            raise ConfigurationError(
+                f"algorithms: {name!r} can never be enabled (RFC 8725 §3.1)", field="algorithms"
+            )
         if name not in SUPPORTED_ALGORITHMS:
-            raise ConfigurationError(f"algorithms: {name!r} is not supported")
+            raise ConfigurationError(
+                f"algorithms: {name!r} is not supported; choose from "
+                f"{', '.join(sorted(SUPPORTED_ALGORITHMS))}",
+                field="algorithms",
+            )
     return frozenset(names)
 
 
@@ -181,10 +256,15 @@ class Settings:
     def __post_init__(self) -> None:
         for name in ("introspect_all", "insecure_http"):  # first: insecure_http guards the URLs
             if not isinstance(getattr(self, name), bool):
-                raise ConfigurationError(f"{name} must be True or False")
+                raise ConfigurationError(
+                    f"{name} must be True or False, not {shown(getattr(self, name))}", field=name
+                )
         check_url("issuer", self.issuer, self.insecure_http)
         if "?" in self.issuer:
-            raise ConfigurationError("issuer must not have a query (RFC 8414 §2)")
+            raise ConfigurationError(
+                f"issuer must not have a query (RFC 8414 §2); given {shown(self.issuer)}",
+                field="issuer",
+            )
         set_ = object.__setattr__
         set_(self, "audience", check_strings("audience", self.audience))
         set_(self, "algorithms", check_algorithms(self.algorithms))
@@ -192,7 +272,9 @@ class Settings:
         if self.jwks_uri is not None:
             check_url("jwks_uri", self.jwks_uri, self.insecure_http)
         if self.profile not in ("rfc9068", "jwt"):
-            raise ConfigurationError("profile must be 'rfc9068' or 'jwt'")
+            raise ConfigurationError(
+                f"profile must be 'rfc9068' or 'jwt', not {shown(self.profile)}", field="profile"
+            )
         check_count("max_token_size", self.max_token_size, 256)
         set_(self, "jwks_ttl", check_number("jwks_ttl", self.jwks_ttl, 1))
         set_(self, "jwks_cooldown", check_number("jwks_cooldown", self.jwks_cooldown, 0))
@@ -227,16 +309,37 @@ class Settings:
         if self.client_id is not None and (
             not isinstance(self.client_id, str) or not self.client_id
         ):
-            raise ConfigurationError("client_id must be a non-empty string")
+            raise ConfigurationError(
+                f"client_id must be a non-empty string, not {shown(self.client_id)}",
+                field="client_id",
+            )
+        secret_names = ("client_secret_file", "client_id")
         if self.client_id is not None and self.client_secret is None:
             raise ConfigurationError(
-                "client_secret (or client_secret_file) is required with client_id"
+                "client_secret (or client_secret_file) is required with client_id",
+                field="client_secret",
+                mentions=secret_names,
             )
-        if self.client_id is None and (self.introspection_endpoint or self.introspect_all):
-            raise ConfigurationError("introspection needs client_id and client_secret")
+        if self.client_id is None and self.client_secret is not None:
+            raise ConfigurationError(
+                "client_secret (or client_secret_file) is set, but client_id is not: "
+                "introspection needs both; set client_id, or remove the secret",
+                field="client_secret",
+                mentions=secret_names,
+            )
+        for name in ("introspection_endpoint", "introspect_all"):
+            if self.client_id is None and getattr(self, name):
+                raise ConfigurationError(
+                    f"{name} is set, but client_id is not: introspection needs client_id and "
+                    "client_secret",
+                    field=name,
+                    mentions=("client_id", "client_secret"),
+                )
         if self.introspection_auth not in ("client_secret_basic", "client_secret_post"):
             raise ConfigurationError(
-                "introspection_auth must be client_secret_basic or client_secret_post"
+                "introspection_auth must be client_secret_basic or client_secret_post, not "
+                f"{shown(self.introspection_auth)}",
+                field="introspection_auth",
             )
         for name in ("introspection_ttl", "introspection_negative_ttl", "introspection_grace"):
             set_(self, name, check_number(name, getattr(self, name), 0))

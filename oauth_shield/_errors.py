@@ -68,7 +68,19 @@ class Reason(StrEnum):
 
 
 class ConfigurationError(ValueError):
-    """A setting is invalid. Raised eagerly, at construction, naming the field."""
+    """A setting is invalid. Raised eagerly, at construction, naming the field.
+
+    ``field`` is the setting the message starts with, and ``mentions`` the other settings it
+    names (a fix such as ``insecure_http=True``), both as keyword-argument names, so that a
+    validator built from ``OAUTH_SHIELD_*`` keys can say the same in the keys' names.
+    """
+
+    def __init__(
+        self, message: str, *, field: str | None = None, mentions: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.mentions = mentions
 
 
 class IssuerUnavailableError(Exception):

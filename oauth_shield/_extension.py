@@ -25,7 +25,6 @@ from ._arguments import ValidatorOverrides
 from ._claims import required_scopes
 from ._errors import ConfigurationError
 from ._guard import Guard
-from ._options import options_from
 from ._sync import SyncTokenValidator
 from ._validator import TokenValidator
 from .apikeys import APIKeyStore
@@ -80,8 +79,8 @@ class ShieldExtension:
         """Register on ``app``: build its validator and guard from ``app.config``."""
         if EXTENSION in app.extensions:
             raise RuntimeError("oauth_shield is already registered on this app")
-        options = {**options_from(app.config, TokenValidator), **self._validator_options}
-        validator = self.validator_class(**options)
+        # A ConfigurationError names each setting as the user gave it: key or argument.
+        validator = self.validator_class.from_env(app.config, **self._validator_options)
         guard = Guard.from_config(app.config, validator, self._api_keys, **self._adapter_options)
         app.extensions[EXTENSION] = guard
         self._apps.append(app)

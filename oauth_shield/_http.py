@@ -1,10 +1,36 @@
 """Every request to the authorization server goes through here.
 
-One boundary for the rules that make fetching safe: https except on loopback, no redirects,
-one total deadline per request, a cap on the body, no compressed bodies (a small gzip can
-inflate without bound), strict JSON. Failures become :class:`FetchError`, which names what
-went wrong and never carries the server's body, the request (it may hold a token) or the
-original exception.
+One boundary for the rules that make fetching safe: https except on loopback, every URL
+checked by the parser that will send it (httpx's), no redirects, one total deadline per
+request, a cap on the body, no compressed bodies (a small gzip can inflate without bound),
+strict JSON. Every failure, whatever raised it, becomes a :class:`FetchError`, which names
+what went wrong and where, and never carries the server's body, the request (it may hold a
+token) or the original exception.
+
+Failure kinds, a closed set (``unreachable``: no usable answer arrived at all; the key set
+then backs off and introspection answers 503, as for a 5xx, 408 or 429):
+
+================  ==========================================================  ===========
+kind              what happened                                               unreachable
+================  ==========================================================  ===========
+dns               the host name does not resolve                              yes
+connect           the connection was refused or could not be made             yes
+tls               TLS failed: certificate verification, or the handshake      yes
+timeout           no complete answer within ``http_timeout``                  yes
+network           the connection broke during the exchange                    yes
+status_<n>        an HTTP status other than the expected one                  no
+redirect          a 3xx (never followed)                                      no
+too_large         a body over ``max_response_bytes``                          no
+encoded_body      a ``Content-Encoding`` other than identity                  no
+malformed_json    a body that is not one strict JSON object                   no
+insecure_url      a URL that breaks the https rule (or downgrades the issuer) no
+invalid_url       a URL that does not parse, or not as httpx parses it        no
+issuer_mismatch   metadata naming another issuer (``_discovery``)             no
+no_endpoint       metadata without the endpoint needed (``_discovery``)       no
+no_usable_keys    a key set without a key we may use (``_keyset``)            no
+rate_limited      the introspection call budget is spent (``_introspector``)  yes
+internal_error    an unexpected exception: a bug                             no
+================  ==========================================================  ===========
 """
 
 from __future__ import annotations
@@ -12,15 +38,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
+import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from ._config import url_problem
+from ._config import INSECURE_URL_PROBLEMS, Settings, url_error, without_credentials
+from ._config import url_problem as _config_url_problem
+from ._diagnosis import printable
 from ._json import parse_object
 
 logger = logging.getLogger("oauth_shield.http")
@@ -30,20 +60,93 @@ _HEADERS = {
     "Accept-Encoding": "identity",
     "User-Agent": "oauth_shield",
 }
+#: A URL or detail read back from a shared failure marker is cut here (it crossed Redis).
+MAX_MARKER_TEXT = 300
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_TLS_FIX = (
+    "if the server's certificate comes from a private CA, trust that CA: set SSL_CERT_FILE "
+    "to a PEM bundle that contains it, or pass transport=httpx.AsyncHTTPTransport("
+    "verify=<ssl.SSLContext>); the certificate must also name the host in the URL "
+    "(docs/troubleshooting.md#a-private-ca-tls)"
+)
+#: kind -> (what happened, the usual fix)
+_DESCRIPTIONS = {
+    "dns": ("the host name does not resolve", "check the host name in the URL"),
+    "connect": (
+        "no connection could be made",
+        "check that the server runs, on this port, and that this host may reach it "
+        "(firewall, proxy)",
+    ),
+    "tls": ("TLS failed", _TLS_FIX),
+    "timeout": (
+        "no complete answer within http_timeout",
+        "check the network path; raise http_timeout if the server is just slow",
+    ),
+    "network": ("the connection broke during the exchange", "usually transient; retried"),
+    "redirect": (
+        "the server answered with a redirect, which is never followed",
+        "configure the URL it redirects to (a trailing slash? http to https?)",
+    ),
+    "too_large": (
+        "the answer is larger than max_response_bytes",
+        "raise max_response_bytes if the document is really this large",
+    ),
+    "encoded_body": (
+        "the answer is compressed (Content-Encoding), which is refused",
+        "have the server or the proxy in front of it send identity encoding",
+    ),
+    "malformed_json": (
+        "the answer is not one JSON object",
+        "an HTML page usually means a wrong path, a login page or a proxy in between: "
+        "open the URL and check",
+    ),
+    "insecure_url": ("the URL is refused", None),
+    "invalid_url": ("the URL is refused", None),
+    "issuer_mismatch": (
+        "the metadata names another issuer, so none of it is used (mix-up defence, RFC 8414 §3.3)",
+        None,
+    ),
+    "no_endpoint": ("the metadata lacks an endpoint", None),
+    "no_usable_keys": (
+        "the key set has no key we may use",
+        "compare the keys' kty, crv and alg with algorithms (OAUTH_SHIELD_ALGORITHMS); "
+        "DEBUG on oauth_shield.keys lists each skipped key and why",
+    ),
+    "rate_limited": ("the introspection call budget is spent", "see introspection_rate"),
+    "internal_error": ("an unexpected error (a bug in oauth_shield: please report it)", None),
+}
 
 
 class FetchError(Exception):
-    """A request to the authorization server failed. ``unreachable`` means no usable answer
-    arrived at all (network, timeout), as opposed to an answer we refuse."""
+    """A request to the authorization server failed. ``kind`` is one of the closed set in the
+    module docstring, ``url`` where (without credentials or query), ``unreachable`` whether no
+    usable answer arrived at all (network, timeout), as opposed to an answer we refuse.
+    ``detail`` and ``hint`` refine the explanation (see :meth:`explain`); both are sanitised,
+    for a server may have chosen them."""
 
-    def __init__(self, kind: str, *, unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        url: str | None = None,
+        unreachable: bool = False,
+        detail: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         super().__init__(kind)
         self.kind = kind
+        self.url = None if url is None else printable(without_credentials(url), MAX_MARKER_TEXT)
         self.unreachable = unreachable
+        self.detail = None if detail is None else printable(detail, MAX_MARKER_TEXT)
+        self.hint = None if hint is None else printable(hint, 2 * MAX_MARKER_TEXT)
 
     def marker(self) -> dict[str, object]:
         """This failure as a value another process can read (see ``_shared``)."""
-        return {"failed": self.kind, "unreachable": self.unreachable}
+        found: dict[str, object] = {"failed": self.kind, "unreachable": self.unreachable}
+        for name in ("url", "detail", "hint"):
+            if (value := getattr(self, name)) is not None:
+                found[name] = value
+        return found
 
     @classmethod
     def from_marker(cls, value: Mapping[str, object]) -> FetchError | None:
@@ -51,7 +154,12 @@ class FetchError(Exception):
         kind = value.get("failed")
         if not isinstance(kind, str):
             return None
-        return cls(kind, unreachable=value.get("unreachable") is True)
+        text = {name: value.get(name) for name in ("url", "detail", "hint")}
+        return cls(
+            kind if _KIND.fullmatch(kind) else "internal_error",
+            unreachable=value.get("unreachable") is True,
+            **{name: found for name, found in text.items() if isinstance(found, str)},
+        )
 
     @property
     def transient(self) -> bool:
@@ -59,8 +167,59 @@ class FetchError(Exception):
         Anything else is an answer we refuse."""
         return self.unreachable or self.kind.startswith("status_5") or self.kind in _TRANSIENT
 
+    def explain(self) -> str:
+        """One sentence for the log: what happened, where, and the usual fix."""
+        what, fix = _describe(self.kind)
+        text = what + (f" ({self.detail})" if self.detail else "") + f" [{self.kind}]"
+        if self.url:
+            text += f" at {self.url}"
+        hint = self.hint or fix
+        return f"{text}; {hint}" if hint else text
+
 
 _TRANSIENT = frozenset({"status_408", "status_429"})
+
+
+def _describe(kind: str) -> tuple[str, str | None]:
+    if kind in _DESCRIPTIONS:
+        return _DESCRIPTIONS[kind]
+    status = kind.removeprefix("status_")
+    if status == kind or not status.isdigit():
+        return "the request failed", None
+    what = f"the server answered HTTP {status}"
+    if status == "404":
+        return what, "check the URL"
+    if status in ("400", "401", "403"):
+        return what, (
+            "for introspection, check client_id and client_secret (and introspection_auth); "
+            "otherwise something in between (a proxy) wants credentials"
+        )
+    if status.startswith("5") or status in ("408", "429"):
+        return what, "the server is in trouble; retried with backoff"
+    return what, None
+
+
+def url_problem(url: object, allow_http: bool = False) -> tuple[str, str] | None:
+    """``(kind, why)`` if ``url`` may not be requested, else ``None``: the rules of
+    :func:`oauth_shield._config.url_problem`, then httpx's own parser, which refuses hosts that
+    ``urllib`` lets through (``999.1.1.1``, an invalid IDNA label) and would otherwise raise
+    its own exceptions at request time."""
+    problem = _config_url_problem(url, allow_http)
+    if problem is not None:
+        return ("insecure_url" if problem in INSECURE_URL_PROBLEMS else "invalid_url"), problem
+    try:
+        httpx.Request("GET", str(url))  # parses the URL and derives the Host header (IDNA)
+    except (httpx.InvalidURL, UnicodeError, ValueError) as error:  # IDNAError is a UnicodeError
+        return "invalid_url", f"is not a URL httpx can request ({printable(str(error), 80)})"
+    return None
+
+
+def check_urls(settings: Settings) -> None:
+    """The configured URLs, checked at construction by the parser that will request them."""
+    for field in ("issuer", "jwks_uri", "introspection_endpoint"):
+        url = getattr(settings, field)
+        if url is not None and (found := url_problem(url, settings.insecure_http)) is not None:
+            raise url_error(field, url, found[1])
 
 
 @functools.cache
@@ -118,23 +277,30 @@ class HTTPClient:
         accept_status: tuple[int, ...] = (200,),
     ) -> JSONResponse:
         """Send one request and return its JSON object body, or raise :class:`FetchError`."""
-        problem = url_problem(url, self.allow_http)
-        if problem:
-            raise FetchError("insecure_url")
+        found = url_problem(url, self.allow_http)
+        if found is not None:
+            raise FetchError(found[0], url=url, detail=f"the URL {found[1]}")
         started = time.perf_counter()
-        outcome: JSONResponse | str
-        unreachable = False
+        outcome: JSONResponse | FetchError
         try:
             async with asyncio.timeout(self.timeout):
-                outcome = await self._exchange(method, url, form, headers, accept_status)
-        except TimeoutError:
-            outcome, unreachable = "timeout", True
-        except httpx.HTTPError:
-            outcome, unreachable = "unreachable", True
+                exchanged = await self._exchange(method, url, form, headers, accept_status)
+            outcome = exchanged if isinstance(exchanged, JSONResponse) else FetchError(exchanged)
+        except (TimeoutError, httpx.TimeoutException):
+            outcome = FetchError("timeout", unreachable=True, detail=f"{self.timeout:g} s")
+        except httpx.HTTPError as error:
+            outcome = _translate(error)
+        except (httpx.InvalidURL, UnicodeError):
+            outcome = FetchError("invalid_url")
+        except Exception as error:  # validate() raises AuthError only: nothing may escape
+            logger.error("%s %s: unexpected %s (a bug)", method, url, type(error).__name__)
+            outcome = FetchError("internal_error")
         elapsed = (time.perf_counter() - started) * 1000
-        if isinstance(outcome, str):
-            logger.debug("%s %s failed: %s after %.1f ms", method, url, outcome, elapsed)
-            raise FetchError(outcome, unreachable=unreachable)
+        if isinstance(outcome, FetchError):
+            logger.debug("%s %s failed: %s after %.1f ms", method, url, outcome.kind, elapsed)
+            raise FetchError(
+                outcome.kind, url=url, unreachable=outcome.unreachable, detail=outcome.detail
+            )
         logger.debug("%s %s: %d in %.1f ms", method, url, outcome.status_code, elapsed)
         return outcome
 
@@ -185,3 +351,28 @@ class HTTPClient:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what caused it (httpx wraps httpcore, which wraps the socket's error)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(seen) < 10:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _translate(error: httpx.HTTPError) -> FetchError:
+    """A transport failure by its kind: DNS, refused connection, TLS, or a broken exchange."""
+    for cause in _causes(error):
+        if isinstance(cause, socket.gaierror):
+            return FetchError("dns", unreachable=True, detail=cause.strerror)
+        if isinstance(cause, ssl.SSLError):  # the verify message, or OpenSSL's reason code
+            said = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+            return FetchError("tls", unreachable=True, detail=str(said or "handshake failed"))
+        if isinstance(cause, ConnectionRefusedError):
+            return FetchError("connect", unreachable=True, detail="connection refused")
+    if isinstance(error, httpx.ConnectError | httpx.ProxyError):
+        return FetchError("connect", unreachable=True)
+    return FetchError("network", unreachable=True)

@@ -229,7 +229,7 @@ class Introspector:
         except FetchError as error:
             failure = error
         except TimeoutError:
-            failure = FetchError("timeout", unreachable=True)
+            failure = FetchError("timeout", url=settings.introspection_endpoint, unreachable=True)
         if failure is None:
             logger.debug(
                 "introspected token %s in %.1f ms", name, (time.perf_counter() - started) * 1000
@@ -241,15 +241,10 @@ class Introspector:
         if failure.transient:
             self._retry_at = self._clock.monotonic() + FAILURE_TTL
             if self._outage is None:
-                logger.warning("introspection endpoint unavailable (%s)", failure.kind)
+                logger.warning("introspection endpoint unavailable: %s", failure.explain())
             self._outage = failure
         else:
-            hint = (
-                "; check client_id and client_secret"
-                if failure.kind in ("status_400", "status_401")
-                else ""
-            )
-            logger.error("introspection failed (%s)%s", failure.kind, hint)
+            logger.error("introspection failed: %s", failure.explain())
         raise failure
 
     def cached(self) -> list[tuple[bytes, object]]:

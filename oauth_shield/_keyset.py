@@ -51,7 +51,7 @@ from ._discovery import Discovery
 from ._errors import InvalidTokenError, Reason, TemporarilyUnavailableError
 from ._http import FetchError, HTTPClient
 from ._jose import Verifier
-from ._keys import KeySet, import_key_set
+from ._keys import MAX_KEYS, KeySet, import_key_set
 from ._shared import SharedCache, number
 from ._singleflight import SingleFlight
 
@@ -215,7 +215,7 @@ class RemoteKeySet:
                 import_key_set(jwks, self._settings.algorithms) if isinstance(jwks, dict) else None
             )
             if keys is None or not keys.index:
-                raise FetchError("no_usable_keys")
+                raise self._unusable(document, keys)
         except FetchError as error:
             self._failed(seq, error)
             return
@@ -252,16 +252,23 @@ class RemoteKeySet:
     async def _from_issuer(self) -> tuple[dict[str, Any], float]:
         """The issuer's key set as a shareable document, and how long to share it. A failure
         is shared briefly too, so that processes waiting for this fetch back off with it."""
+        url = self._settings.jwks_uri
         try:
             async with asyncio.timeout(self._settings.http_timeout):  # one budget for it all
-                url = self._settings.jwks_uri or await self._discovery.endpoint("jwks_uri")
+                url = url or await self._discovery.endpoint("jwks_uri")
                 response = await self._http.get_json(url)
         except FetchError as error:
             return error.marker(), FIRST_BACKOFF
         except TimeoutError:
-            return FetchError("timeout", unreachable=True).marker(), FIRST_BACKOFF
+            failure = FetchError(
+                "timeout",
+                url=url or f"the metadata of {self._settings.issuer}",
+                unreachable=True,
+                detail=f"{self._settings.http_timeout:g} s",
+            )
+            return failure.marker(), FIRST_BACKOFF
         ttl = self._ttl(response.headers)
-        return {"jwks": response.data, "at": self._wall(), "ttl": ttl}, ttl
+        return {"jwks": response.data, "at": self._wall(), "ttl": ttl, "url": url}, ttl
 
     def _install(self, seq: int, keys: KeySet, document: dict[str, Any]) -> None:
         old = self._state
@@ -288,8 +295,21 @@ class RemoteKeySet:
         if old.keys is not None and not keys.thumbprints >= old.keys.thumbprints:
             self._on_keys_removed()
 
+    def _unusable(self, document: dict[str, Any], keys: KeySet | None) -> FetchError:
+        """A key set without a key we may use, with why (each skipped key is at DEBUG)."""
+        url = document.get("url")
+        if keys is None:
+            detail = f"not a JWKS: no 'keys' list, or more than {MAX_KEYS} keys"
+        else:
+            detail = (
+                f"{len(keys.skipped)} keys skipped, none fits algorithms "
+                f"{sorted(self._settings.algorithms)}"
+            )
+        return FetchError(
+            "no_usable_keys", url=url if isinstance(url, str) else None, detail=detail
+        )
+
     def _failed(self, seq: int, error: FetchError) -> None:
-        kind = error.kind
         self.last_failure = error
         now = self._monotonic()
         state = self._state
@@ -297,12 +317,15 @@ class RemoteKeySet:
         self._backoff = min(self._backoff * 2, max(self._settings.jwks_cooldown, FIRST_BACKOFF))
         if state.keys is not None and now < state.stale_until:
             logger.warning(
-                "key set refresh failed (%s); using the last known good keys, %.0f s old",
-                kind,
+                "key set refresh failed: %s; using the last known good keys, %.0f s old",
+                error.explain(),
                 now - state.fetched_at,
             )
         else:
-            logger.error("key set fetch failed (%s); tokens cannot be checked until it works", kind)
+            logger.error(
+                "key set fetch failed: %s; tokens cannot be checked until it works (503)",
+                error.explain(),
+            )
 
     def _ttl(self, headers: httpx.Headers) -> float:
         configured = self._settings.jwks_ttl

@@ -2,8 +2,10 @@
 
 Every constructor parameter ``name`` has the key ``OAUTH_SHIELD_<NAME>``. Values that are
 already Python values are taken as they are; strings (as the environment gives them) are
-converted: numbers, booleans (``1/true/yes/on``, ``0/false/no/off``), lists (commas or
-spaces). A secret may come from a file named by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``.
+converted: numbers, booleans (``1/true/yes/on``, ``0/false/no/off``), lists (commas and/or
+whitespace, as for a string argument). A secret may come from a file named by
+``OAUTH_SHIELD_CLIENT_SECRET_FILE``. A refusal names the keys the user set, not the
+arguments they never wrote (:func:`configured`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import ConfigurationError, is_quotable
+
+T = TypeVar("T")
 
 logger = logging.getLogger("oauth_shield.config")
 
 PREFIX = "OAUTH_SHIELD_"
 
 _NOT_CONFIGURABLE = frozenset({"transport", "clock", "cache", "self"})
-_LISTS = frozenset({"audience", "algorithms", "introspection_fields"})
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1 token
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -32,7 +35,7 @@ def _boolean(name: str, text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in _TRUE | _FALSE:
         return lowered in _TRUE
-    raise ConfigurationError(f"{name} must be a boolean (true/false)")
+    raise ConfigurationError(f"{name} must be a boolean (true/false), not {text!r}", field=name)
 
 
 def _number(kind: type[int] | type[float]) -> Callable[[str, str], float]:
@@ -40,13 +43,9 @@ def _number(kind: type[int] | type[float]) -> Callable[[str, str], float]:
         try:
             return kind(text.strip())
         except ValueError:
-            raise ConfigurationError(f"{name} must be a number") from None
+            raise ConfigurationError(f"{name} must be a number, not {text!r}", field=name) from None
 
     return convert
-
-
-def _words(name: str, text: str) -> list[str]:
-    return text.replace(",", " ").split()
 
 
 def validator_parameters(factory: Callable[..., Any]) -> dict[str, Callable[[str, str], Any]]:
@@ -56,9 +55,9 @@ def validator_parameters(factory: Callable[..., Any]) -> dict[str, Callable[[str
         if name in _NOT_CONFIGURABLE or parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
             continue
         default = parameter.default
-        if name in _LISTS:
-            converters[name] = _words
-        elif isinstance(default, bool):
+        # A list (audience, algorithms, ...) stays a string: Settings splits it exactly as
+        # it splits a string argument.
+        if isinstance(default, bool):
             converters[name] = _boolean
         elif isinstance(default, int):
             converters[name] = _number(int)
@@ -101,6 +100,66 @@ def options_from(
             _warned.add(key)
             logger.warning("%s is not an oauth_shield setting; it is ignored", key)
     return options
+
+
+#: What a missing required key is for, so that its error says what to put there.
+_REQUIRED_MEANING = {
+    "issuer": "the authorization server's issuer identifier, exactly as its tokens carry it in iss",
+    "audience": "this API's identifier, as the tokens carry it in aud",
+}
+
+
+def configured(
+    factory: Callable[..., T],
+    mapping: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    parameters_of: Callable[..., Any],
+) -> T:
+    """``factory(**options)`` from ``mapping``'s keys and ``overrides`` (which win).
+
+    A missing required setting, or a :class:`ConfigurationError` from the factory, names each
+    setting as the user gave it: the key for what came from (or belongs in) the mapping, the
+    argument for an override.
+    """
+    options = {**options_from(mapping, parameters_of), **overrides}
+    keys = {
+        name: PREFIX + name.upper()
+        for name in inspect.signature(parameters_of).parameters
+        if name not in overrides
+    }
+    for name, parameter in inspect.signature(parameters_of).parameters.items():
+        if parameter.default is inspect.Parameter.empty and name not in options:
+            meaning = _REQUIRED_MEANING.get(name, "a required setting")
+            raise renamed(ConfigurationError(f"{name} is not set: {meaning}", field=name), keys)
+    try:
+        return factory(**options)
+    except ConfigurationError as error:
+        raise renamed(error, keys) from None
+
+
+def renamed(error: ConfigurationError, keys: Mapping[str, str]) -> ConfigurationError:
+    """``error`` with the settings it names (its field, at the start, and its mentions) called
+    by their keys; ``keys`` maps the argument names to rename to their keys."""
+    text, field = str(error), error.field
+    if field is not None and field in keys and text.startswith(field):
+        text, field = keys[field] + text[len(field) :], keys[field]
+    for name in error.mentions:
+        if name in keys:
+            text = _mention(name).sub(_as_key(keys[name]), text)
+    mentions = tuple(keys.get(name, name) for name in error.mentions)
+    return ConfigurationError(text, field=field, mentions=mentions)
+
+
+def _mention(name: str) -> re.Pattern[str]:
+    """``name`` as a whole word, with an optional ``=True``/``=False`` (a fix to apply)."""
+    return re.compile(rf"(?<![\w.]){re.escape(name)}(?:=(True|False))?(?!\w)")
+
+
+def _as_key(key: str) -> Callable[[re.Match[str]], str]:
+    def substitute(match: re.Match[str]) -> str:
+        return key + (f"={match[1].lower()}" if match[1] else "")
+
+    return substitute
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

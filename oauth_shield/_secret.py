@@ -67,11 +67,20 @@ class Secret:
 def as_secret(
     value: str | Secret | None, file: str | os.PathLike[str] | None, field: str
 ) -> Secret | None:
-    """Take a secret given directly or as a file, never both."""
+    """Take a secret given directly or as a file, never both. A refusal names the setting
+    (never the value)."""
     if value is not None and file is not None:
-        raise ConfigurationError(f"give {field} or {field}_file, not both")
-    if file is not None:
-        return Secret.from_file(file)
-    if value is None or isinstance(value, Secret):
-        return value
-    return Secret(value)
+        raise ConfigurationError(
+            f"{field} and {field}_file are both set; give one of them, not both",
+            field=field,
+            mentions=(f"{field}_file",),
+        )
+    try:
+        if file is not None:
+            return Secret.from_file(file)
+        if value is None or isinstance(value, Secret):
+            return value
+        return Secret(value)
+    except ConfigurationError as error:
+        name = field if file is None else f"{field}_file"
+        raise ConfigurationError(f"{name}: {error}", field=name) from None

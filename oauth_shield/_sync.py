@@ -31,7 +31,7 @@ from typing import Any, Self, TypeVar, Unpack
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
 from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
-from ._options import options_from
+from ._options import configured
 from ._token import AccessToken
 from ._validator import TokenValidator
 
@@ -138,8 +138,7 @@ class SyncTokenValidator:
     ) -> Self:
         """Configured from ``OAUTH_SHIELD_*`` variables, as :meth:`TokenValidator.from_env`."""
         source = os.environ if environ is None else environ
-        options: dict[str, Any] = {**options_from(source, TokenValidator), **overrides}
-        return cls(**options)
+        return configured(cls, source, dict(overrides), TokenValidator)
 
     @property
     def settings(self) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import TracebackType
@@ -25,7 +26,8 @@ from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
-from ._config import AuthMethod, Profile, Settings
+from ._config import AuthMethod, Profile, Settings, shown
+from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
 from ._discovery import Discovery
 from ._errors import (
     AuthError,
@@ -34,11 +36,11 @@ from ._errors import (
     IssuerUnavailableError,
     Reason,
 )
-from ._http import FetchError, HTTPClient
+from ._http import FetchError, HTTPClient, check_urls
 from ._introspector import Introspector
 from ._jose import CompactJWS, Header, Verifier, parse_compact
 from ._keyset import Need, RemoteKeySet
-from ._options import options_from
+from ._options import configured
 from ._secret import Secret, as_secret
 from ._shared import SharedCache
 from ._token import AccessToken, fingerprint, text_fingerprint
@@ -48,6 +50,9 @@ config_logger = logging.getLogger("oauth_shield.config")
 
 #: Distinct verified JOSE headers remembered: a few per signing key is all an issuer uses.
 MAX_KNOWN_HEADERS = 64
+#: Refusals of a reason that may mean misconfiguration, but was decided before the signature
+#: (a forged alg, a random kid), are examined this many times; then that reason never again.
+MAX_DIAGNOSES = 16
 
 
 class _NeedKeys(NamedTuple):
@@ -94,8 +99,16 @@ def shared_cache(
             ) from None
     if redis_url is not None:
         if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
-            raise ConfigurationError("redis_url must be a redis:// or rediss:// URL")
-        cache = Cache.from_url(redis_url)
+            raise ConfigurationError(
+                f"redis_url must be a redis:// or rediss:// URL; given {shown(redis_url)}",
+                field="redis_url",
+            )
+        try:
+            cache = Cache.from_url(redis_url)
+        except ValueError:  # a malformed port, IPv6 host or database number
+            raise ConfigurationError(
+                f"redis_url is not a valid Redis URL; given {shown(redis_url)}", field="redis_url"
+            ) from None
     if cache is None:
         if secret is not None:
             raise ConfigurationError("cache_secret needs a shared cache (redis_url or cache)")
@@ -205,8 +218,14 @@ class TokenValidator:
             introspection_grace=introspection_grace,
             insecure_http=insecure_http,
         )
+        check_urls(self.settings)  # as httpx will parse them, now rather than per request
         for warning in self.settings.warnings():
             config_logger.warning("%s (issuer %s)", warning, issuer)
+        # The first refusal of each reason that usually means a wrong setting is explained
+        # at WARNING (_log_rejection); the set lookup is all it costs any other refusal.
+        self._undiagnosed = set(CONFIGURATION_REASONS)
+        self._diagnoses: dict[Reason, int] = {}
+        self._diagnosis_lock = threading.Lock()  # the sync facade refuses in many threads
         self._clock: Clock = clock or SystemClock()
         self._http = HTTPClient(
             timeout=http_timeout,
@@ -254,13 +273,14 @@ class TokenValidator:
     ) -> Self:
         """A validator configured from ``OAUTH_SHIELD_*`` environment variables.
 
-        Each parameter ``name`` is read from ``OAUTH_SHIELD_<NAME>`` (lists split on commas or
-        spaces); the client secret from ``OAUTH_SHIELD_CLIENT_SECRET`` or, better, a file named
-        by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``. ``overrides`` win.
+        Each parameter ``name`` is read from ``OAUTH_SHIELD_<NAME>`` (lists split on commas
+        and/or whitespace); the client secret from ``OAUTH_SHIELD_CLIENT_SECRET`` or, better, a
+        file named by ``OAUTH_SHIELD_CLIENT_SECRET_FILE``. ``overrides`` win. ``environ`` may be
+        any mapping (a framework's config). A missing or invalid setting raises
+        :class:`ConfigurationError` naming its key (an override: its argument).
         """
         source = os.environ if environ is None else environ
-        options: dict[str, Any] = {**options_from(source, TokenValidator), **overrides}
-        return cls(**options)
+        return configured(cls, source, dict(overrides), TokenValidator)
 
     def __repr__(self) -> str:
         return (
@@ -432,6 +452,8 @@ class TokenValidator:
         known[jws.header_b64] = jws.header
 
     def _log_rejection(self, error: AuthError, token: object) -> None:
+        if error.reason in self._undiagnosed:
+            self._diagnose(error.reason, token)
         if not logger.isEnabledFor(logging.INFO):
             return
         name = "-"
@@ -439,9 +461,26 @@ class TokenValidator:
             name = text_fingerprint(token)
         logger.info("token %s refused: %s", name, error.reason.value)
 
+    def _diagnose(self, reason: Reason, token: object) -> None:
+        """One WARNING, the first time a reason that usually means misconfiguration refuses a
+        token: the configured value, what the token carried, the likely fix."""
+        with self._diagnosis_lock:
+            if reason not in self._undiagnosed or not isinstance(token, str):
+                return
+            warning = refusal_warning(
+                reason, token, text_fingerprint(token), self.settings, self._keys.keys
+            )
+            left = self._diagnoses.get(reason, MAX_DIAGNOSES) - 1
+            self._diagnoses[reason] = left
+            if warning is None and left > 0:
+                return
+            self._undiagnosed.discard(reason)
+        if warning is not None:
+            config_logger.warning("%s (logged once per validator)", warning)
+
 
 def readiness_error(failure: FetchError, what: str) -> ConfigurationError | IssuerUnavailableError:
     """What :meth:`TokenValidator.check` raises for a failed fetch of ``what``."""
     if failure.transient:
-        return IssuerUnavailableError(f"{what} cannot be fetched right now ({failure.kind})")
-    return ConfigurationError(f"{what} cannot be used ({failure.kind})")
+        return IssuerUnavailableError(f"{what} cannot be fetched right now: {failure.explain()}")
+    return ConfigurationError(f"{what} cannot be used: {failure.explain()}")

@@ -33,8 +33,8 @@ from typing import Any, AnyStr
 import httpx
 
 from ._cache import BoundedCache
-from ._config import url_problem
-from ._errors import ConfigurationError
+from ._config import url_error
+from ._http import url_problem
 from ._introspection import basic_authorization
 from ._secret import Secret
 from ._token import token_digest
@@ -93,8 +93,9 @@ class _Grant:
         async_transport: httpx.AsyncBaseTransport | None,
         insecure_http: bool,
     ) -> None:
-        if (problem := url_problem(token_endpoint, insecure_http)) is not None:
-            raise ConfigurationError(f"token_endpoint {problem}")
+        # Checked by httpx's parser too, which will send the request (not only urllib's).
+        if (found := url_problem(token_endpoint, insecure_http)) is not None:
+            raise url_error("token_endpoint", token_endpoint, found[1])
         self.token_endpoint = token_endpoint
         self._secret = client_secret if isinstance(client_secret, Secret) else Secret(client_secret)
         self._options: dict[str, Any] = {

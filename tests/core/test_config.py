@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -296,6 +297,12 @@ def test_an_unknown_prefixed_key_is_logged_once(caplog: pytest.LogCaptureFixture
     [
         ({"redis_url": "redis://127.0.0.1:1/0", "cache": object()}, "not both"),
         ({"redis_url": "http://127.0.0.1:6379"}, "redis:// or rediss://"),
+        (
+            {"redis_url": "redis://:pw@127.0.0.1:abc/0"},
+            r"^redis_url is not a valid Redis URL; given 'redis://\*\*\*@127.0.0.1:abc/0'$",
+        ),
+        ({"redis_url": "redis://[::1/0"}, "not a valid Redis URL"),
+        ({"redis_url": "redis://127.0.0.1/x"}, "not a valid Redis URL"),
         ({"cache_secret": "s"}, "needs a shared cache"),
         (
             {"redis_url": "redis://127.0.0.1:1/0", "cache_secret": "s", "cache_secret_file": "f"},
@@ -306,3 +313,201 @@ def test_an_unknown_prefixed_key_is_logged_once(caplog: pytest.LogCaptureFixture
 def test_shared_cache_settings_refused(options: dict[str, object], complaint: str) -> None:
     with pytest.raises(ConfigurationError, match=complaint):
         TokenValidator(issuer=ISSUER, audience=AUDIENCE, **options)  # type: ignore[arg-type]
+
+
+# --- URLs are checked by the parser that will request them -----------------------------------
+
+UNPARSABLE = ["https://999.1.1.1/x", "https://xn--zz.example/x"]
+
+
+@pytest.mark.parametrize("field", ["issuer", "jwks_uri", "introspection_endpoint"])
+@pytest.mark.parametrize("url", UNPARSABLE)
+def test_configured_urls_httpx_cannot_parse_are_refused_at_construction(
+    field: str, url: str
+) -> None:
+    """They pass urllib's checks, so Settings alone takes them; the validator parses them as
+    httpx will (before: accepted, then httpx.InvalidURL or IDNAError escaped validate())."""
+    options: dict[str, Any] = {field: url}
+    if field == "introspection_endpoint":
+        options |= {"client_id": "rs", "client_secret": "s"}
+    error = refused(TokenValidator, field, **options)
+    assert "is not a URL httpx can request" in str(error)
+    assert repr(url) in str(error)
+    assert error.field == field
+
+
+@pytest.mark.parametrize("url", UNPARSABLE)
+def test_a_token_endpoint_httpx_cannot_parse_is_refused(url: str) -> None:
+    from oauth_shield.downstream import ClientCredentialsAuth
+
+    with pytest.raises(ConfigurationError, match=r"^token_endpoint is not a URL httpx"):
+        ClientCredentialsAuth(token_endpoint=url, client_id="c", client_secret="s")
+
+
+# --- refusals name the value given and the setting as the user named it ----------------------
+
+
+@pytest.mark.parametrize(
+    ("issuer", "message"),
+    [
+        ("https:///path", "issuer has no host; given 'https:///path'"),
+        ("issuer.test", "issuer must be an https URL; given 'issuer.test'"),
+        ("https://user:pw@issuer.test", "issuer must not carry credentials; given "
+         "'https://***@issuer.test'"),
+        ("https://issuer.test?tenant=1", "issuer must not have a query (RFC 8414 §2); given "
+         "'https://issuer.test?...'"),
+        (42, "issuer must be a string; given (a int)"),
+        ("http://issuer.test", "issuer must use https; plain http is allowed on loopback only, "
+         "or anywhere with insecure_http=True (development networks only); given "
+         "'http://issuer.test'"),
+    ],
+)  # fmt: skip
+def test_a_refused_issuer_is_named(issuer: object, message: str) -> None:
+    error = refused(TokenValidator, "issuer", issuer=issuer)
+    assert str(error) == message
+    assert "pw" not in str(error)
+
+
+def from_env(environ: dict[str, str], **overrides: Any) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as raised:
+        TokenValidator.from_env(environ, **overrides)
+    return raised.value
+
+
+ENV = {"OAUTH_SHIELD_ISSUER": ISSUER, "OAUTH_SHIELD_AUDIENCE": AUDIENCE}
+
+
+def test_the_environment_user_is_told_the_keys() -> None:
+    error = from_env({**ENV, "OAUTH_SHIELD_ISSUER": "http://issuer.test"})
+    assert str(error) == (
+        "OAUTH_SHIELD_ISSUER must use https; plain http is allowed on loopback only, or "
+        "anywhere with OAUTH_SHIELD_INSECURE_HTTP=true (development networks only); given "
+        "'http://issuer.test'"
+    )
+    assert error.field == "OAUTH_SHIELD_ISSUER"
+
+
+def test_an_override_keeps_its_argument_name() -> None:
+    error = from_env({"OAUTH_SHIELD_AUDIENCE": AUDIENCE}, issuer="http://issuer.test")
+    assert str(error).startswith("issuer must use https")
+    assert "OAUTH_SHIELD_INSECURE_HTTP=true" in str(error)  # still a key: not overridden
+    error = from_env({**ENV, "OAUTH_SHIELD_ISSUER": "http://issuer.test"}, insecure_http=False)
+    assert str(error).startswith("OAUTH_SHIELD_ISSUER must use https")
+    assert "insecure_http=True" in str(error)
+
+
+@pytest.mark.parametrize("missing", ["OAUTH_SHIELD_ISSUER", "OAUTH_SHIELD_AUDIENCE"])
+def test_a_missing_required_key_is_named(missing: str) -> None:
+    """Before: a raw TypeError about a keyword argument the user never wrote."""
+    environ = {key: value for key, value in ENV.items() if key != missing}
+    error = from_env(environ)
+    assert str(error).startswith(f"{missing} is not set: ")
+    assert error.field == missing
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"OAUTH_SHIELD_LEEWAY": "600"}, "OAUTH_SHIELD_LEEWAY must be between 0 and 300, not 600"),
+        ({"OAUTH_SHIELD_LEEWAY": "soon"}, "OAUTH_SHIELD_LEEWAY must be a number, not 'soon'"),
+        ({"OAUTH_SHIELD_INSECURE_HTTP": "maybe"},
+         "OAUTH_SHIELD_INSECURE_HTTP must be a boolean (true/false), not 'maybe'"),
+        ({"OAUTH_SHIELD_AUDIENCE": " , "},
+         "OAUTH_SHIELD_AUDIENCE must be a non-empty string or list of them, not ' , '"),
+        ({"OAUTH_SHIELD_JWKS_URI": "https:///jwks"},
+         "OAUTH_SHIELD_JWKS_URI has no host; given 'https:///jwks'"),
+        ({"OAUTH_SHIELD_PROFILE": "strict"},
+         "OAUTH_SHIELD_PROFILE must be 'rfc9068' or 'jwt', not 'strict'"),
+    ],
+)  # fmt: skip
+def test_invalid_keys_are_named_with_their_values(environ: dict[str, str], message: str) -> None:
+    assert str(from_env({**ENV, **environ})) == message
+
+
+CANARY = "canary-secret-value-0123456789"
+
+
+@pytest.mark.parametrize(
+    "secret", [{"client_secret": CANARY}, {"client_secret_file": "/run/secrets/x"}]
+)
+def test_a_secret_without_a_client_id_is_refused(secret: dict[str, str]) -> None:
+    """Before: accepted silently, and introspection stayed off."""
+    error = refused(TokenValidator, "client_secret", **secret)
+    if "client_secret_file" in secret:
+        assert "cannot read" in str(error)  # the file is read first, and named
+        return
+    assert str(error) == (
+        "client_secret (or client_secret_file) is set, but client_id is not: introspection "
+        "needs both; set client_id, or remove the secret"
+    )
+
+
+def test_a_secret_without_a_client_id_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text(CANARY)
+    for environ in (
+        {"OAUTH_SHIELD_CLIENT_SECRET": CANARY},
+        {"OAUTH_SHIELD_CLIENT_SECRET_FILE": str(path)},
+    ):
+        error = from_env({**ENV, **environ})
+        assert str(error) == (
+            "OAUTH_SHIELD_CLIENT_SECRET (or OAUTH_SHIELD_CLIENT_SECRET_FILE) is set, but "
+            "OAUTH_SHIELD_CLIENT_ID is not: introspection needs both; set "
+            "OAUTH_SHIELD_CLIENT_ID, or remove the secret"
+        )
+        assert CANARY not in str(error) and CANARY not in repr(error)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"OAUTH_SHIELD_CLIENT_ID": "rs"}, "OAUTH_SHIELD_CLIENT_SECRET (or "
+         "OAUTH_SHIELD_CLIENT_SECRET_FILE) is required with OAUTH_SHIELD_CLIENT_ID"),
+        ({"OAUTH_SHIELD_INTROSPECT_ALL": "yes"}, "OAUTH_SHIELD_INTROSPECT_ALL is set, but "
+         "OAUTH_SHIELD_CLIENT_ID is not: introspection needs OAUTH_SHIELD_CLIENT_ID and "
+         "OAUTH_SHIELD_CLIENT_SECRET"),
+        ({"OAUTH_SHIELD_CLIENT_ID": "rs", "OAUTH_SHIELD_CLIENT_SECRET": CANARY,
+          "OAUTH_SHIELD_CLIENT_SECRET_FILE": "/x"}, "OAUTH_SHIELD_CLIENT_SECRET and "
+         "OAUTH_SHIELD_CLIENT_SECRET_FILE are both set; give one of them, not both"),
+        ({"OAUTH_SHIELD_CLIENT_ID": "rs", "OAUTH_SHIELD_CLIENT_SECRET_FILE": "/nonexistent/x"},
+         "OAUTH_SHIELD_CLIENT_SECRET_FILE: cannot read the secret file '/nonexistent/x'"),
+        ({"OAUTH_SHIELD_CLIENT_ID": "rs", "OAUTH_SHIELD_CLIENT_SECRET": ""},
+         "OAUTH_SHIELD_CLIENT_SECRET: a secret must be a non-empty string"),
+    ],
+)  # fmt: skip
+def test_introspection_settings_are_named_as_keys(environ: dict[str, str], message: str) -> None:
+    error = from_env({**ENV, **environ})
+    assert str(error) == message
+    assert CANARY not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://a.test https://b.test", ("https://a.test", "https://b.test")),
+        ("https://a.test,https://b.test", ("https://a.test", "https://b.test")),
+        (" https://a.test ,\n https://b.test, ", ("https://a.test", "https://b.test")),
+        ("api", ("api",)),
+    ],
+)
+def test_an_audience_string_means_the_same_as_argument_and_as_key(
+    text: str, expected: tuple[str, ...]
+) -> None:
+    """Before: ``audience="a b"`` was one audience, ``OAUTH_SHIELD_AUDIENCE="a b"`` two."""
+    assert TokenValidator(issuer=ISSUER, audience=text).settings.audience == expected
+    env = TokenValidator.from_env({**ENV, "OAUTH_SHIELD_AUDIENCE": text})
+    assert env.settings.audience == expected
+
+
+def test_an_audience_with_a_comma_is_one_item_of_a_list() -> None:
+    audience = ["urn:example:a,b"]  # legal in a URI (RFC 3986 sub-delims)
+    assert TokenValidator(issuer=ISSUER, audience=audience).settings.audience == (
+        "urn:example:a,b",
+    )
+    config = {**ENV, "OAUTH_SHIELD_AUDIENCE": audience}  # app.config may hold a list
+    assert TokenValidator.from_env(config).settings.audience == ("urn:example:a,b",)
+
+
+def test_other_list_settings_split_the_same_way() -> None:
+    made = Settings(issuer=ISSUER, audience="a", algorithms="ES256, RS256")
+    assert made.algorithms == {"ES256", "RS256"}

@@ -17,7 +17,15 @@ CORE = ["_errors", "_json", "_jose", "_keys", "_claims", "_config", "_token", "_
 # Pure modules the style guide's layout names; checked like the core when they exist.
 CORE += [
     name
-    for name in ("_bearer", "_introspection", "_filter", "_redact", "_secret", "_paths")
+    for name in (
+        "_bearer",
+        "_introspection",
+        "_filter",
+        "_redact",
+        "_secret",
+        "_paths",
+        "_diagnosis",
+    )
     if name in MODULES
 ]
 SHELL = {"_http", "_keyset", "_discovery", "_singleflight", "_validator", "_sync"}

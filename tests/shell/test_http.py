@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -108,32 +110,107 @@ async def test_a_slow_server_costs_the_timeout_and_no_more() -> None:
     assert asyncio.get_running_loop().time() - started < 1
 
 
-async def test_a_refused_connection_is_unreachable() -> None:
+async def test_a_failed_connection_is_unreachable() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
     error = await fetch_error(client(refuse))
-    assert error.kind == "unreachable" and error.unreachable
+    assert error.kind == "connect" and error.unreachable
+    assert error.url == URL
+
+
+def raise_in_transport(exception: BaseException) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exception
+
+    return handler
+
+
+def caused(outer: Exception, inner: BaseException) -> Exception:
+    outer.__cause__ = inner
+    return outer
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("exception", "kind", "unreachable"),
     [
-        "http://issuer.test/jwks",
-        "ftp://issuer.test/jwks",
-        "file:///etc/passwd",
-        "https://u:p@issuer.test/jwks",
-        "https:///jwks",
-        "//issuer.test/jwks",
+        (caused(httpx.ConnectError("x"), socket.gaierror(-2, "Name or service not known")),
+         "dns", True),
+        (caused(httpx.ConnectError("x"), ConnectionRefusedError(111, "refused")),
+         "connect", True),
+        (caused(httpx.ConnectError("x"), ssl.SSLCertVerificationError("verify failed")),
+         "tls", True),
+        (caused(httpx.ReadError("x"), ssl.SSLError("bad record mac")), "tls", True),
+        (httpx.ReadTimeout("slow"), "timeout", True),
+        (httpx.RemoteProtocolError("closed"), "network", True),
+        (httpx.ReadError("reset"), "network", True),
+        (httpx.InvalidURL("Invalid IPv4 address"), "invalid_url", False),
+        (UnicodeError("Invalid A-label"), "invalid_url", False),
+        (RuntimeError("a bug"), "internal_error", False),
+        (KeyError("a bug"), "internal_error", False),
+    ],
+    ids=lambda value: value if isinstance(value, str) else type(value).__name__,
+)  # fmt: skip
+async def test_every_failure_of_the_exchange_becomes_a_fetch_error(
+    exception: Exception, kind: str, unreachable: bool
+) -> None:
+    """Whatever the transport raises, the caller sees a FetchError naming the kind and the URL,
+    never the original exception (validate() must raise AuthError only)."""
+    error = await fetch_error(client(raise_in_transport(exception)))
+    assert (error.kind, error.unreachable, error.url) == (kind, unreachable, URL)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://issuer.test/jwks", "insecure_url"),
+        ("ftp://issuer.test/jwks", "insecure_url"),
+        ("file:///etc/passwd", "insecure_url"),
+        ("https://u:p@issuer.test/jwks", "insecure_url"),
+        ("//issuer.test/jwks", "insecure_url"),
+        ("https:///jwks", "invalid_url"),
+        # Pass urllib's checks but not httpx's parser, which would raise its own exceptions.
+        ("https://999.1.1.1/jwks", "invalid_url"),
+        ("https://xn--zz.example/jwks", "invalid_url"),
     ],
 )
-async def test_insecure_urls_are_never_requested(url: str) -> None:
+async def test_unusable_urls_are_never_requested(url: str, kind: str) -> None:
     requested: list[httpx.Request] = []
     error = await fetch_error(
         client(lambda r: requested.append(r) or httpx.Response(200, json={})), url
     )
-    assert error.kind == "insecure_url"
+    assert error.kind == kind and not error.unreachable
     assert requested == []
+
+
+def test_a_failure_explains_itself_without_the_urls_secrets() -> None:
+    error = FetchError("status_404", url="https://u:pw@issuer.test/jwks?api_key=hunter2")
+    said = error.explain()
+    assert said == (
+        "the server answered HTTP 404 [status_404] at https://***@issuer.test/jwks?...; "
+        "check the URL"
+    )
+    assert "hunter2" not in said and "pw" not in said
+
+
+def test_a_shared_failure_is_read_back_sanitised() -> None:
+    """A marker crossed Redis: whoever could write there must not forge log lines with it."""
+    marker = {
+        "failed": "dns\nINFO forged line",
+        "unreachable": True,
+        "url": "https://issuer.test/\r\nforged" + "x" * 1000,
+        "detail": "\x1b[31mred",
+        "hint": 42,
+    }
+    error = FetchError.from_marker(marker)
+    assert error is not None
+    assert error.kind == "internal_error" and error.unreachable
+    said = error.explain()
+    assert said.isprintable() and len(said) < 1000
+    assert "\n" not in said and "\x1b" not in said
+    again = FetchError.from_marker(FetchError("tls", url=URL, detail="d", hint="h").marker())
+    assert again is not None
+    assert (again.kind, again.url, again.detail, again.hint) == ("tls", URL, "d", "h")
 
 
 async def test_plain_http_is_allowed_on_loopback() -> None:

@@ -362,7 +362,9 @@ async def test_an_outage_costs_one_call_a_second_and_two_log_lines(
     assert await validator.validate(issuer.opaque_token())
     said = [r.getMessage() for r in caplog.records if r.name == "oauth_shield.introspection"]
     assert said == [
-        "introspection endpoint unavailable (unreachable)",
+        "introspection endpoint unavailable: no connection could be made [connect] at "
+        "https://issuer.test/introspect; check that the server runs, on this port, and that "
+        "this host may reach it (firewall, proxy)",
         "introspection endpoint is back",
     ]
 
