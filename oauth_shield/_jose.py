@@ -195,6 +195,8 @@ def _ecdsa_verifier(key: ec.EllipticCurvePublicKey, scheme: ec.ECDSA) -> Verifie
         s = int.from_bytes(signature[size:], "big")
         if r == 0 or s == 0:  # "psychic signatures" (CVE-2022-21449): refuse before the library
             return False
+        # (r, n - s) verifies too: ECDSA has no low-S rule (FIPS 186-5 §6.4.2, RFC 7518 §3.4),
+        # so a token has a twin string with the same claims (docs/validation.md).
         try:
             key.verify(encode_dss_signature(r, s), message, scheme)
         except (InvalidSignature, ValueError):

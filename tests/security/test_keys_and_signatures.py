@@ -231,3 +231,20 @@ async def test_degenerate_eddsa_signatures(
 async def test_valid_signature_over_other_content(hostile: Hostile, issuer: LocalIssuer) -> None:
     first, second = issuer.token(alg="ES256"), issuer.token(alg="ES256", sub="admin")
     await hostile(_with_signature(second, _signature(first)), Reason.BAD_SIGNATURE)
+
+
+async def test_a_high_s_twin_is_accepted_as_the_same_claims(
+    validator: TokenValidator, issuer: LocalIssuer
+) -> None:
+    # ECDSA signatures are malleable: (r, n - s) verifies wherever (r, s) does (FIPS 186-5 §6.4.2;
+    # RFC 7518 §3.4 asks for no low-S rule, and issuers produce both halves). The twin is a
+    # different token string with the same claims, so a replay list keyed on the token string
+    # (or its digest, or the fingerprint) misses it; docs/validation.md says to key on `jti`.
+    token = issuer.token(alg="ES256")
+    signature = _signature(token)
+    high_s = (P256_ORDER - int.from_bytes(signature[32:], "big")).to_bytes(32, "big")
+    twin = _with_signature(token, signature[:32] + high_s)
+    assert twin != token
+    original, again = await validator.validate(token), await validator.validate(twin)
+    assert original.to_dict() == again.to_dict() == issuer.minted[token]
+    assert original.fingerprint != again.fingerprint
