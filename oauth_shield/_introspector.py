@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._cache import BoundedCache
+from ._claims import ScopeMemo
 from ._clock import Clock
 from ._config import Settings
 from ._discovery import Discovery
@@ -89,6 +90,8 @@ class Introspector:
         discovery: Discovery,
         clock: Clock,
         shared: SharedCache | None = None,
+        *,
+        scopes: ScopeMemo | None = None,
     ) -> None:
         if settings.client_id is None or settings.client_secret is None:
             raise ConfigurationError("introspection needs client_id and client_secret")
@@ -99,6 +102,7 @@ class Introspector:
         self._discovery = discovery
         self._clock = clock
         self._shared = shared
+        self._scopes = scopes  # the validator's memo of parsed scope strings
         size = settings.introspection_cache_size
         # digest -> (token, valid until (wall, from exp), fresh until (monotonic, from the TTL))
         self._positive: BoundedCache[tuple[AccessToken, float, float]] = BoundedCache(size)
@@ -156,7 +160,7 @@ class Introspector:
             return failure.marker(), FAILURE_TTL
         now = self._clock.time()
         try:
-            check_answer(answer.data, settings, now, "")
+            check_answer(answer.data, settings, now, "", self._scopes)
         except InvalidTokenError as refusal:
             return {"refused": refusal.reason.value}, settings.introspection_negative_ttl
         kept = filter_fields(answer.data, settings.introspection_fields)
@@ -176,7 +180,7 @@ class Introspector:
         try:
             if not isinstance(answer, dict):
                 raise InvalidTokenError(_reason(verdict.get("refused")))
-            access = check_answer(answer, settings, clock.time(), fingerprint(digest))
+            access = check_answer(answer, settings, clock.time(), fingerprint(digest), self._scopes)
         except InvalidTokenError as refusal:
             self._negative.put(
                 digest, refusal.reason, clock.monotonic() + settings.introspection_negative_ttl

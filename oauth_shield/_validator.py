@@ -22,7 +22,7 @@ import httpx
 from . import _config as defaults
 from ._bearer import is_b64token
 from ._cache import BoundedCache
-from ._claims import check_claims, grant, required_scopes
+from ._claims import ScopeMemo, check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings
 from ._discovery import Discovery
@@ -221,6 +221,7 @@ class TokenValidator:
         )
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
         self._known_headers: dict[str, Header] = {}
+        self._scope_memo = ScopeMemo()  # this validator's, bounded: never module state
         self._keys = RemoteKeySet(
             self.settings,
             self._http,
@@ -231,7 +232,14 @@ class TokenValidator:
             on_keys_removed=self._verified.clear,
         )
         self._introspector = (
-            Introspector(self.settings, self._http, self._discovery, self._clock, self._shared)
+            Introspector(
+                self.settings,
+                self._http,
+                self._discovery,
+                self._clock,
+                self._shared,
+                scopes=self._scope_memo,
+            )
             if self.settings.introspection
             else None
         )
@@ -359,7 +367,9 @@ class TokenValidator:
         if jws.header_b64 not in self._known_headers:
             self._remember_header(jws)
         settings = self.settings
-        token = check_claims(jws.header.params, jws.claims, settings, now, fingerprint(digest))
+        token = check_claims(
+            jws.header.params, jws.claims, settings, now, fingerprint(digest), self._scope_memo
+        )
         # Remembered until it expires, but re-verified at least once per key-set TTL: a token
         # whose key has since left the key set must not live on in this cache.
         self._verified.put(

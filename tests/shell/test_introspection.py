@@ -19,6 +19,7 @@ from oauth_shield import (
     TemporarilyUnavailableError,
     TokenValidator,
 )
+from oauth_shield._claims import MAX_MEMO_SCOPE_LENGTH
 from oauth_shield.testing import LocalIssuer
 from tests.conftest import FrozenClock, ValidatorFactory, log_text, refused
 
@@ -541,3 +542,29 @@ async def test_a_transient_discovery_failure_is_not_reported_as_a_bad_token(
 
     gate.failure = openid_down_oauth_missing
     await refused(introspecting(), issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+
+
+# --- what is remembered beyond one token ------------------------------------------------------
+
+
+def _module_memo_chars() -> int:
+    """Characters of text held by the dictionaries of ``_claims``'s module state."""
+    from oauth_shield import _claims
+
+    held = [value for value in vars(_claims).values() if isinstance(value, dict)]
+    return sum(len(key) for memo in held for key in memo if isinstance(key, str))
+
+
+async def test_huge_scope_strings_are_not_memoised(
+    introspecting: Make, issuer: LocalIssuer
+) -> None:
+    """A server (misbehaving, or hostile) that sends huge ``scope`` strings cannot make the
+    process keep them beyond the tokens' own cache entries, nor beyond the validator."""
+    validator = introspecting(introspection_cache_size=1)
+    for number in range(20):
+        token = issuer.opaque_token(scope=f"read s{number} " + "x" * 100_000)
+        assert "read" in (await validator.validate(token, ["read"])).scopes
+    assert await validator.validate(issuer.opaque_token(scope="read write"), ["read"])
+    assert _module_memo_chars() < 100_000  # nothing of it in module state
+    held = validator._scope_memo.strings()
+    assert "read write" in held and all(len(scope) <= MAX_MEMO_SCOPE_LENGTH for scope in held)
