@@ -29,7 +29,14 @@ from ._discovery import Discovery
 from ._errors import AuthError, ConfigurationError, InvalidTokenError, Reason
 from ._http import HTTPClient
 from ._introspector import Introspector
-from ._jose import CompactJWS, Header, Verifier, parse_compact
+from ._jose import (
+    CompactJWS,
+    Header,
+    Verifier,
+    is_compact_jwe,
+    looks_like_jose,
+    parse_compact,
+)
 from ._keyset import Need, RemoteKeySet
 from ._options import options_from
 from ._secret import Secret, as_secret
@@ -328,13 +335,10 @@ class TokenValidator:
         introspector = self._introspector
         if introspector is not None and (judged := introspector.lookup(digest)) is not None:
             return grant(judged, required)
-        jws = (
-            None
-            if self.settings.introspect_all
-            else parse_compact(token, self.settings.algorithms, self._known_headers)
-        )
+        jws = self._route(token)
         if jws is None:
-            # Not shaped like a JWS (or every token is introspected): only the server can tell.
+            # Cannot be a JOSE object (or a well-formed one, and every token is introspected):
+            # only the server can tell.
             if not is_b64token(token):
                 raise InvalidTokenError(Reason.MALFORMED_TOKEN)
             if introspector is None:
@@ -344,6 +348,27 @@ class TokenValidator:
         if isinstance(found, Need):
             return _NeedKeys(jws, digest)
         return self._finish(jws, found, digest, required, now)
+
+    def _route(self, token: str) -> CompactJWS | None:
+        """The JWS to judge here, or ``None`` for a token the server must judge.
+
+        Whatever is, or tries to be, a JOSE object is judged here and, when malformed, refused
+        here: never sent, where a lenient library might read ``<jws>~`` or ``<jws>=`` as the
+        valid token it was made from. With ``introspect_all`` a *well-formed* JWS or JWE still
+        goes to the server, which was asked to judge every token it issued.
+        """
+        algorithms, known = self.settings.algorithms, self._known_headers
+        if not self.settings.introspect_all:
+            jws = parse_compact(token, algorithms, known)
+            if jws is None and looks_like_jose(token):
+                raise InvalidTokenError(
+                    Reason.UNSUPPORTED_TOKEN if token.count(".") == 4 else Reason.MALFORMED_TOKEN
+                )
+            return jws
+        jose = looks_like_jose(token) and not is_compact_jwe(token)
+        if jose and parse_compact(token, algorithms, known) is None:
+            raise InvalidTokenError(Reason.MALFORMED_TOKEN)
+        return None
 
     async def _check_remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
         """The half that waits for the network, then finishes like the local half."""

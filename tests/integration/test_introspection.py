@@ -103,3 +103,18 @@ async def test_an_outage_answers_503_and_nothing_is_cached(
         shifted_clock.advance_monotonic(1)  # the outage backoff: no call for a second
         assert await validator.validate(token)
         assert await validator.validate(provider_token)
+
+
+# --- routing (SECURITY-CASES class 15) -----------------------------------------
+
+
+@pytest.mark.parametrize("introspect_all", [False, True], ids=["default", "introspect_all"])
+async def test_a_suffixed_jwt_from_the_provider_is_refused_without_a_call(
+    provider: OIDCProvider, introspect_all: bool
+) -> None:
+    token = provider.token("client-rs256")
+    async with introspecting(provider, introspect_all=introspect_all) as validator:
+        for suffix in ("=", "==", "~", ".", ".AAAA", "~WyJhIiwiYiJd~"):
+            await refused(validator, token + suffix, Reason.MALFORMED_TOKEN)
+        await refused(validator, token.replace(".", ".~", 1), Reason.MALFORMED_TOKEN)
+    assert provider.stats()["introspection"] == 0
