@@ -162,6 +162,7 @@ class TokenValidator:
         introspection_cache_size: int = defaults.DEFAULT_INTROSPECTION_CACHE_SIZE,
         introspection_rate: float = defaults.DEFAULT_INTROSPECTION_RATE,
         introspection_burst: int = defaults.DEFAULT_INTROSPECTION_BURST,
+        introspection_requester_share: float = defaults.DEFAULT_INTROSPECTION_REQUESTER_SHARE,
         introspection_fields: Iterable[str] = defaults.DEFAULT_INTROSPECTION_FIELDS,
         introspection_grace: float = defaults.DEFAULT_INTROSPECTION_GRACE,
         insecure_http: bool = False,
@@ -196,6 +197,7 @@ class TokenValidator:
             introspection_cache_size=introspection_cache_size,
             introspection_rate=introspection_rate,
             introspection_burst=introspection_burst,
+            introspection_requester_share=introspection_requester_share,
             introspection_fields=introspection_fields,  # type: ignore[arg-type]
             introspection_grace=introspection_grace,
             insecure_http=insecure_http,
@@ -301,20 +303,31 @@ class TokenValidator:
 
     # --- validation ------------------------------------------------------------------
 
-    async def validate(self, token: str, scopes: Iterable[str] | str | None = None) -> AccessToken:
+    async def validate(
+        self,
+        token: str,
+        scopes: Iterable[str] | str | None = None,
+        *,
+        requester: str | None = None,
+    ) -> AccessToken:
         """Validate ``token`` and require every scope in ``scopes``.
 
         Returns the :class:`AccessToken`. Raises :class:`AuthError` (and nothing else) for any
         token that is not acceptable, whatever its content: :class:`InvalidTokenError` (401),
         :class:`InsufficientScopeError` (403), :class:`TemporarilyUnavailableError` (503) when
         the issuer cannot be reached and nothing cached can answer.
+
+        ``requester`` is an opaque id of who presented the token (adapters pass the client's
+        address): introspection calls are charged to it first, so that one client can never
+        spend the budget of the others. It is never logged; ``None`` is one anonymous requester
+        shared by every caller that passes none (docs/introspection.md, "Fairness").
         """
         required = required_scopes(scopes)
         try:
             result = self._check_local(token, required)
             if isinstance(result, AccessToken):
                 return result
-            return await self._check_remote(result, required)
+            return await self._check_remote(result, required, requester)
         except AuthError as error:
             self._log_rejection(error, token)
             raise
@@ -370,10 +383,13 @@ class TokenValidator:
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
         return None
 
-    async def _check_remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
+    async def _check_remote(
+        self, pending: _Pending, required: frozenset[str], requester: str | None = None
+    ) -> AccessToken:
         """The half that waits for the network, then finishes like the local half."""
         if isinstance(pending, _NeedIntrospection):
-            judged = await pending.introspector.introspect(pending.token, pending.digest)
+            introspector = pending.introspector
+            judged = await introspector.introspect(pending.token, pending.digest, requester)
             return grant(judged, required)
         header = pending.jws.header
         verify = await self._keys.resolve(header.kid, header.alg)

@@ -272,6 +272,11 @@ def test_is_loopback(host: str, loopback: bool) -> None:
         {"insecure_http": "yes"},
         {"introspect_all": 1},
         {"client_id": "rs", "client_secret": "s", "introspection_rate": 0},
+        {"introspection_requester_share": 0},
+        {"introspection_requester_share": 1.5},
+        {"introspection_requester_share": "0.5"},
+        {"introspection_requester_share": math.nan},
+        {"introspection_requester_share": True},
     ],
 )
 def test_flags_are_booleans_and_rates_positive(options: dict[str, object]) -> None:
@@ -306,3 +311,24 @@ def test_an_unknown_prefixed_key_is_logged_once(caplog: pytest.LogCaptureFixture
 def test_shared_cache_settings_refused(options: dict[str, object], complaint: str) -> None:
     with pytest.raises(ConfigurationError, match=complaint):
         TokenValidator(issuer=ISSUER, audience=AUDIENCE, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("share", "rate", "burst", "expected"),
+    [
+        (config.DEFAULT_INTROSPECTION_REQUESTER_SHARE, 100.0, 200, (25.0, 50)),
+        (1, 100.0, 200, (100.0, 200)),
+        (0.25, 0.001, 1, (0.00025, 1)),  # at least one token at once
+    ],
+)
+def test_a_requester_gets_its_share_of_the_rate_and_burst(
+    share: float, rate: float, burst: int, expected: tuple[float, int]
+) -> None:
+    settings = Settings(
+        issuer=ISSUER,
+        audience=(AUDIENCE,),
+        introspection_rate=rate,
+        introspection_burst=burst,
+        introspection_requester_share=share,
+    )
+    assert settings.requester_rate == expected

@@ -3,7 +3,8 @@
 A token that is, or tries to be, a JOSE object is judged here and never sent to the
 introspection endpoint when it is malformed: an authorization server that introspects its own
 JWTs with a lenient library would call a suffixed JWS active, and a token refused locally would
-then be accepted.
+then be accepted. And no single client can switch introspection off, or spend its budget, for
+everyone else (docs/introspection.md, "Fairness").
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from oauth_shield import InvalidTokenError, Reason, TokenValidator
 from oauth_shield._config import DEFAULT_ALGORITHMS
 from oauth_shield._jose import parse_compact
 from oauth_shield.testing import LocalIssuer, SigningKey, b64url
-from tests.conftest import ValidatorFactory, refused
+from tests.conftest import FrozenClock, ValidatorFactory, log_text, refused
 
 PROPERTY = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -228,3 +229,58 @@ async def test_real_opaque_formats_are_still_introspected(
     token = _OPAQUE[name]
     assert await introspecting(introspect_all=introspect_all).validate(token)
     assert lenient.seen == [token]
+
+
+# --- one client cannot switch introspection off for everyone -------------------------------
+
+
+async def test_a_token_the_server_fails_on_does_not_shut_out_other_users(
+    introspecting: Make, lenient: Lenient
+) -> None:
+    validator = introspecting()
+    crafted = "crafted-" + secrets.token_urlsafe(16)
+    lenient.broken.add(crafted)
+    await refused(validator, crafted, Reason.INTROSPECTION_UNAVAILABLE)
+    for _ in range(5):  # in the same second: no outage shortcut was opened
+        assert await validator.validate(secrets.token_urlsafe(24))
+    await refused(validator, crafted, Reason.INTROSPECTION_UNAVAILABLE)
+    assert lenient.seen.count(crafted) == 1  # remembered for that token only, briefly
+
+
+async def test_one_client_with_many_failing_tokens_cannot_open_the_shortcut(
+    introspecting: Make, lenient: Lenient
+) -> None:
+    validator = introspecting()
+    for _ in range(20):
+        crafted = "crafted-" + secrets.token_urlsafe(16)
+        lenient.broken.add(crafted)
+        await refused(validator, crafted, Reason.INTROSPECTION_UNAVAILABLE, requester="mallory")
+    assert await validator.validate(secrets.token_urlsafe(24), requester="alice")
+
+
+async def test_one_requester_cannot_spend_the_budget_of_the_others(
+    introspecting: Make, lenient: Lenient, clock: FrozenClock
+) -> None:
+    validator = introspecting(introspection_rate=10, introspection_burst=20)
+    outcomes = [
+        (await refused(validator, "junk-" + secrets.token_urlsafe(24), requester="mallory")).reason
+        for _ in range(200)
+    ]
+    assert Reason.RATE_LIMITED in outcomes
+    sent = len(lenient.seen)
+    assert sent < 20  # a share of the burst, not all of it
+    for user in range(3):
+        assert await validator.validate(secrets.token_urlsafe(24), requester=f"user-{user}")
+    assert len(lenient.seen) == sent + 3
+
+
+async def test_the_requester_is_never_logged(
+    introspecting: Make, lenient: Lenient, all_logs: pytest.LogCaptureFixture
+) -> None:
+    validator = introspecting(introspection_rate=1, introspection_burst=1)
+    requester = "203.0.113.77-canary"
+    for _ in range(3):
+        await refused(validator, "junk-" + secrets.token_urlsafe(16), requester=requester)
+    lenient.broken.add(crafted := "crafted-" + secrets.token_urlsafe(16))
+    await refused(validator, crafted, requester=requester + "-2")
+    assert requester not in log_text(all_logs)
