@@ -47,6 +47,7 @@ class _ValidatorTuning(TypedDict, total=False):
     introspection_cache_size: int
     introspection_rate: float
     introspection_burst: int
+    introspection_requester_share: float
     introspection_fields: Iterable[str]
     introspection_grace: float
     insecure_http: bool

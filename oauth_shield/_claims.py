@@ -28,12 +28,17 @@ _MISSING: Any = object()
 _NO_SCOPES: frozenset[str] = frozenset()
 #: Distinct scope requirements remembered; an application has a handful.
 _MAX_REQUIRED_MEMO = 1024
+#: Longest requirement remembered (characters): routes name a few short scopes, and this memo
+#: is the application's, kept for the life of the process.
+_MAX_REQUIRED_LENGTH = 256
 _REQUIRED: dict[object, frozenset[str]] = {}
 _MEMO_TYPES = (str, list, tuple, frozenset)
 _EMPTY_SCOPE = frozenset({""})
-#: Distinct scope strings remembered (see parse_scope).
-_MAX_SCOPE_MEMO = 1024
-_SCOPES: dict[str, frozenset[str]] = {}
+#: Longest scope string a ScopeMemo keeps: real ones are a few dozen words, while a server's
+#: answer may carry megabytes; longer strings are split every time.
+MAX_MEMO_SCOPE_LENGTH = 1024
+#: Distinct scope strings a ScopeMemo keeps (so at most 1 Mi characters per validator).
+MAX_SCOPE_MEMO = 1024
 
 
 def check_claims(
@@ -42,10 +47,12 @@ def check_claims(
     settings: Settings,
     now: float,
     fingerprint: str,
+    scopes: ScopeMemo | None = None,
 ) -> AccessToken:
     """Apply every claim rule; return the token or raise :class:`InvalidTokenError`.
 
-    Written as straight-line checks because it runs for every fresh token.
+    Written as straight-line checks because it runs for every fresh token. ``scopes`` is the
+    validator's memo of parsed scope strings, if it keeps one.
     """
     strict = settings.profile == "rfc9068"
     typ = header.get("typ", _MISSING)
@@ -85,7 +92,7 @@ def check_claims(
     return AccessToken(
         None if subject is _MISSING else subject,
         None if client_id is _MISSING else client_id,
-        parse_scope(get("scope", _MISSING)),
+        (parse_scope if scopes is None else scopes.parse)(get("scope", _MISSING)),
         datetime.fromtimestamp(exp, UTC),
         freeze_claims(claims),
         fingerprint,
@@ -101,17 +108,46 @@ def parse_scope(value: object = _MISSING) -> frozenset[str]:
         return _NO_SCOPES
     if type(value) is not str:
         raise InvalidTokenError(Reason.INVALID_CLAIM)
-    # An issuer uses few distinct scope strings (one per client, roughly): parse each once and
-    # share the frozenset among all the tokens that carry it. Only signed tokens get here.
-    scopes = _SCOPES.get(value)
-    if scopes is None:
-        scopes = frozenset(value.split(" "))
-        if "" in scopes:
-            scopes -= _EMPTY_SCOPE
-        if len(_SCOPES) >= _MAX_SCOPE_MEMO:
-            _SCOPES.clear()
-        _SCOPES[value] = scopes
+    scopes = frozenset(value.split(" "))
+    if "" in scopes:
+        scopes -= _EMPTY_SCOPE
     return scopes
+
+
+class ScopeMemo:
+    """Scope strings already parsed, each with the frozenset every token carrying it shares.
+
+    An issuer uses few distinct scope strings (one per client, roughly), so each is split once.
+    One memo belongs to one validator and goes with it; it keeps strings of at most
+    ``MAX_MEMO_SCOPE_LENGTH`` characters, at most ``MAX_SCOPE_MEMO`` of them (all forgotten at
+    once when full), so neither a hostile server nor a flood of tokens can grow it. Readable
+    from any thread: a write lost to a race costs one more split.
+    """
+
+    __slots__ = ("_parsed",)
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, frozenset[str]] = {}
+
+    def parse(self, value: object = _MISSING) -> frozenset[str]:
+        """:func:`parse_scope`, memoised for short strings."""
+        if type(value) is not str or len(value) > MAX_MEMO_SCOPE_LENGTH:
+            return parse_scope(value)
+        parsed = self._parsed
+        scopes = parsed.get(value)
+        if scopes is None:
+            scopes = parse_scope(value)
+            if len(parsed) >= MAX_SCOPE_MEMO:
+                parsed.clear()
+            parsed[value] = scopes
+        return scopes
+
+    def strings(self) -> list[str]:
+        """The scope strings held (for inspection and tests)."""
+        return list(self._parsed)
+
+    def __len__(self) -> int:
+        return len(self._parsed)
 
 
 def required_scopes(scopes: Iterable[str] | str | None) -> frozenset[str]:
@@ -134,7 +170,8 @@ def required_scopes(scopes: Iterable[str] | str | None) -> frozenset[str]:
     if not all(isinstance(scope, str) and _is_scope_token(scope) for scope in items):
         raise ConfigurationError("scopes must be RFC 6749 scope tokens")
     result = frozenset(items)
-    if memo and len(_REQUIRED) < _MAX_REQUIRED_MEMO:
+    length = len(scopes) if isinstance(scopes, str) else sum(map(len, items)) + len(items)
+    if memo and length <= _MAX_REQUIRED_LENGTH and len(_REQUIRED) < _MAX_REQUIRED_MEMO:
         _REQUIRED[key] = result
     return result
 

@@ -49,6 +49,8 @@ DEFAULT_INTROSPECTION_CACHE_SIZE = 10_000
 DEFAULT_INTROSPECTION_RATE = 100.0
 #: ...with this burst; beyond it a miss answers 503, so a token scan cannot flood the server.
 DEFAULT_INTROSPECTION_BURST = 200
+#: One requester may use this share of that rate and burst: it takes four to spend the rest's.
+DEFAULT_INTROSPECTION_REQUESTER_SHARE = 0.25
 #: Outage grace for introspection: none, fail closed (docs/deployment.md, "outage policy").
 DEFAULT_INTROSPECTION_GRACE = 0.0
 #: Introspection fields kept by default (RFC 7662 §2.2); everything else is dropped on arrival.
@@ -244,6 +246,7 @@ class Settings:
     introspection_cache_size: int = DEFAULT_INTROSPECTION_CACHE_SIZE
     introspection_rate: float = DEFAULT_INTROSPECTION_RATE
     introspection_burst: int = DEFAULT_INTROSPECTION_BURST
+    introspection_requester_share: float = DEFAULT_INTROSPECTION_REQUESTER_SHARE
     introspection_fields: frozenset[str] = DEFAULT_INTROSPECTION_FIELDS
     introspection_grace: float = DEFAULT_INTROSPECTION_GRACE
     insecure_http: bool = False
@@ -252,6 +255,12 @@ class Settings:
     def introspection(self) -> bool:
         """Whether opaque tokens are introspected (client credentials are configured)."""
         return self.client_id is not None
+
+    @property
+    def requester_rate(self) -> tuple[float, int]:
+        """The rate and burst of one requester's bucket: its share of the validator's."""
+        share = self.introspection_requester_share
+        return self.introspection_rate * share, max(1, int(self.introspection_burst * share))
 
     def __post_init__(self) -> None:
         for name in ("introspect_all", "insecure_http"):  # first: insecure_http guards the URLs
@@ -350,5 +359,7 @@ class Settings:
         )
         check_count("introspection_cache_size", self.introspection_cache_size, 0)
         check_count("introspection_burst", self.introspection_burst, 1)
+        share = "introspection_requester_share"
+        set_(self, share, check_number(share, self.introspection_requester_share, 0.001, 1))
         fields = check_strings("introspection_fields", self.introspection_fields)
         set_(self, "introspection_fields", frozenset(fields) | RULE_FIELDS)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from ._claims import MAX_TIMESTAMP, parse_scope
+from ._claims import MAX_TIMESTAMP, ScopeMemo, parse_scope
 from ._config import AuthMethod, Settings
 from ._errors import InvalidTokenError, Reason
 from ._token import AccessToken, freeze_claims
@@ -49,9 +49,14 @@ def filter_fields(answer: Mapping[str, Any], allowed: Iterable[str]) -> dict[str
 
 
 def check_answer(
-    answer: Mapping[str, Any], settings: Settings, now: float, fingerprint: str
+    answer: Mapping[str, Any],
+    settings: Settings,
+    now: float,
+    fingerprint: str,
+    scopes: ScopeMemo | None = None,
 ) -> AccessToken:
-    """Turn an introspection answer into an :class:`AccessToken`, or raise why not."""
+    """Turn an introspection answer into an :class:`AccessToken`, or raise why not (``scopes``:
+    the validator's memo of parsed scope strings, if it keeps one)."""
     if answer.get("active") is not True:
         raise InvalidTokenError(Reason.INACTIVE)
     if "cnf" in answer:
@@ -76,11 +81,17 @@ def check_answer(
     return AccessToken(
         subject,
         client_id,
-        parse_scope(answer["scope"]) if "scope" in answer else parse_scope(),
+        _scopes(answer, scopes),
         None if exp is None else datetime.fromtimestamp(exp, UTC),
         freeze_claims(claims),
         fingerprint,
     )
+
+
+def _scopes(answer: Mapping[str, Any], memo: ScopeMemo | None) -> frozenset[str]:
+    if "scope" not in answer:
+        return parse_scope()
+    return parse_scope(answer["scope"]) if memo is None else memo.parse(answer["scope"])
 
 
 def _audience_matches(aud: object, accepted: tuple[str, ...]) -> bool:

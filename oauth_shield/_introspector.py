@@ -12,15 +12,21 @@ Theory of operation
   ``introspection_negative_ttl``, so a repeated bad token does not reach the server again.
 - A failure of the server itself (unreachable, 5xx, an answer we cannot read) is not a verdict
   about the token: it never lets the token through, and is remembered for a second only (so
-  that processes waiting on the same call fail with it rather than all retrying). While the
-  server is unreachable, misses are answered without a call for a second after each failure
-  (no request waits for a timeout the previous one just met), and the outage is logged once,
-  with its end.
+  that processes waiting on the same call fail with it rather than all retrying).
+- An outage is told apart from one token's trouble. Only a failure of the network (timeout,
+  connection refused or reset, DNS) or ``OUTAGE_AFTER`` failing answers (5xx, 408, 429) in a
+  row, for distinct tokens from distinct requesters, opens the outage shortcut: for a second,
+  misses are answered 503 without a call (no request waits for a timeout the previous one just
+  met), and the outage is logged once, with its end. Any other failing answer is remembered
+  for its token's digest only, so one crafted token the server chokes on, however often it is
+  sent, never stops introspection for other users.
 - Concurrent requests for one token share one call: within the process (single-flight by
   digest), and across processes through the shared cache when there is one.
-- A call that would reach the server first takes a token from a bucket (``introspection_rate``
+- A call that would reach the server first takes a token from its requester's bucket (a share
+  of the rate and burst, see ``_ratelimit``), then from the validator's (``introspection_rate``
   per second, ``introspection_burst`` at once): a scan of random tokens costs the server a
-  bounded rate, and the excess is answered 503 without a call.
+  bounded rate, one requester can never spend the budget of the others, and the excess is
+  answered 503 without a call.
 - Outage policy: fail closed (503), unless ``introspection_grace`` is set: then a token whose
   positive verdict expired at most that long ago, and whose ``exp`` has not passed, is still
   accepted while the server cannot be reached.
@@ -32,10 +38,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 from ._cache import BoundedCache
+from ._claims import ScopeMemo
 from ._clock import Clock
 from ._config import Settings
 from ._discovery import Discovery
@@ -47,36 +53,19 @@ from ._errors import (
 )
 from ._http import FetchError, HTTPClient, JSONResponse
 from ._introspection import check_answer, filter_fields, request_form
+from ._ratelimit import RateLimit, RequesterLimits, requester_key
 from ._shared import SharedCache, number
 from ._singleflight import SingleFlight
 from ._token import AccessToken, fingerprint
 
 logger = logging.getLogger("oauth_shield.introspection")
 
-#: How long a server failure is remembered (in the shared cache) for other processes.
+#: How long a server failure is remembered: for its token here, and in the shared cache for
+#: other processes; also how long the outage shortcut stays open.
 FAILURE_TTL = 1.0
-
-
-class RateLimit:
-    """A token bucket: ``rate`` per second, at most ``burst`` at once."""
-
-    def __init__(
-        self, rate: float, burst: int, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._monotonic = monotonic
-        self._tokens = float(burst)
-        self._at = monotonic()
-
-    def allow(self) -> bool:
-        now = self._monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+#: Failing answers in a row, for distinct tokens from distinct requesters, that make an outage:
+#: a client needs that many addresses to open the shortcut with tokens the server chokes on.
+OUTAGE_AFTER = 5
 
 
 class Introspector:
@@ -89,6 +78,8 @@ class Introspector:
         discovery: Discovery,
         clock: Clock,
         shared: SharedCache | None = None,
+        *,
+        scopes: ScopeMemo | None = None,
     ) -> None:
         if settings.client_id is None or settings.client_secret is None:
             raise ConfigurationError("introspection needs client_id and client_secret")
@@ -99,15 +90,23 @@ class Introspector:
         self._discovery = discovery
         self._clock = clock
         self._shared = shared
+        self._scopes = scopes  # the validator's memo of parsed scope strings
         size = settings.introspection_cache_size
         # digest -> (token, valid until (wall, from exp), fresh until (monotonic, from the TTL))
         self._positive: BoundedCache[tuple[AccessToken, float, float]] = BoundedCache(size)
         self._negative: BoundedCache[Reason] = BoundedCache(size)
+        self._failed: BoundedCache[FetchError] = BoundedCache(size)  # per token, FAILURE_TTL
         self._flight: SingleFlight[bytes, AccessToken] = SingleFlight()
         self._limit = RateLimit(
             settings.introspection_rate, settings.introspection_burst, clock.monotonic
         )
+        self._requesters = RequesterLimits(*settings.requester_rate, clock.monotonic)
+        # The current run of failing answers: their tokens, and who presented them (the token's
+        # digest stands for an anonymous requester). Cleared by any answer, and at OUTAGE_AFTER.
+        self._run_tokens: set[bytes] = set()
+        self._run_from: set[bytes] = set()
         self._in_grace = False
+        self._limited = False  # the validator's bucket is empty (logged once per episode)
         self._outage: FetchError | None = None  # the server's failure, while it lasts
         self._retry_at = -math.inf  # no call before this, during an outage
         self.calls = 0  # requests sent to the server, for metrics and tests
@@ -124,13 +123,26 @@ class Introspector:
         refused = self._negative.get(digest, now)
         if refused is not None:
             raise InvalidTokenError(refused)
+        failed = self._failed.get(digest, now)
+        if failed is not None:
+            return self._answer_failure(failed, digest)
         return None
 
-    async def introspect(self, token: str, digest: bytes) -> AccessToken:
-        """Ask the server (once for any number of concurrent callers) and cache the verdict."""
-        return await self._flight.run(digest, lambda: self._call(token, digest))
+    async def introspect(
+        self, token: str, digest: bytes, requester: str | None = None
+    ) -> AccessToken:
+        """Ask the server (once for any number of concurrent callers) and cache the verdict.
 
-    async def _call(self, token: str, digest: bytes) -> AccessToken:
+        The call is charged to ``requester`` (an opaque id of who presented the token; ``None``
+        is the anonymous requester) before the validator's own budget.
+        """
+        return await self._flight.run(digest, lambda: self._call(token, digest, requester))
+
+    async def _call(self, token: str, digest: bytes, requester: str | None) -> AccessToken:
+        who = requester_key(requester)
+        if not self._requesters.allow(who):  # over its own share: the others' stays untouched
+            logger.debug("a requester's introspection budget is spent; answering 503")
+            raise TemporarilyUnavailableError(Reason.RATE_LIMITED, retry_after=1)
         shared = self._shared
         if shared is None:
             verdict = (await self._produce(token, digest))[0]
@@ -140,23 +152,26 @@ class Introspector:
                 lambda: self._produce(token, digest),
                 lease=self._settings.http_timeout + 1,
             )
-        return self._conclude(verdict, digest)
+        return self._conclude(verdict, digest, who)
 
     async def _produce(self, token: str, digest: bytes) -> tuple[dict[str, Any], float]:
         """One call to the server, and its verdict as a shareable value with its lifetime."""
         settings = self._settings
         if self._outage is not None and self._clock.monotonic() < self._retry_at:
-            return self._outage.marker(), FAILURE_TTL
+            return {**self._outage.marker(), "shortcut": True}, FAILURE_TTL
         if not self._limit.allow():
-            logger.warning("introspection rate limit reached; answering 503 without a call")
+            if not self._limited:  # once per episode: a scan must not flood the logs too
+                self._limited = True
+                logger.warning("introspection rate limit reached; answering 503 without a call")
             return {"failed": "rate_limited", "unreachable": True}, FAILURE_TTL
+        self._limited = False
         try:
             answer = await self._ask(token, fingerprint(digest))
         except FetchError as failure:
             return failure.marker(), FAILURE_TTL
         now = self._clock.time()
         try:
-            check_answer(answer.data, settings, now, "")
+            check_answer(answer.data, settings, now, "", self._scopes)
         except InvalidTokenError as refusal:
             return {"refused": refusal.reason.value}, settings.introspection_negative_ttl
         kept = filter_fields(answer.data, settings.introspection_fields)
@@ -165,18 +180,22 @@ class Introspector:
         )
         return {"answer": kept, "at": now}, min(settings.introspection_ttl, until_exp)
 
-    def _conclude(self, verdict: dict[str, Any], digest: bytes) -> AccessToken:
+    def _conclude(self, verdict: dict[str, Any], digest: bytes, who: bytes | None) -> AccessToken:
         """Turn a verdict (ours, or another process's) into the token, caching it."""
         settings, clock = self._settings, self._clock
         failure = FetchError.from_marker(verdict)
         if failure is not None:
-            return self._on_failure(failure, digest)
+            if verdict.get("shortcut") is not True:
+                self._note_failure(failure, digest, who)
+            return self._answer_failure(failure, digest)
         self._in_grace = False
+        self._run_tokens.clear()  # the server answered: whatever failed before was not an outage
+        self._run_from.clear()
         answer = verdict.get("answer")
         try:
             if not isinstance(answer, dict):
                 raise InvalidTokenError(_reason(verdict.get("refused")))
-            access = check_answer(answer, settings, clock.time(), fingerprint(digest))
+            access = check_answer(answer, settings, clock.time(), fingerprint(digest), self._scopes)
         except InvalidTokenError as refusal:
             self._negative.put(
                 digest, refusal.reason, clock.monotonic() + settings.introspection_negative_ttl
@@ -194,7 +213,32 @@ class Introspector:
         )
         return access
 
-    def _on_failure(self, failure: FetchError, digest: bytes) -> AccessToken:
+    def _note_failure(self, failure: FetchError, digest: bytes, who: bytes | None) -> None:
+        """Remember a failing answer for its token, and open the outage shortcut when enough
+        of them, for distinct tokens from distinct requesters, come in a row."""
+        if failure.unreachable or failure.kind == "rate_limited":
+            return  # not an answer about this token (the network opens the shortcut itself)
+        self._failed.put(digest, failure, self._clock.monotonic() + FAILURE_TTL)
+        contributor = digest if who is None else who
+        if not failure.transient or digest in self._run_tokens or contributor in self._run_from:
+            return
+        self._run_tokens.add(digest)
+        self._run_from.add(contributor)
+        if len(self._run_from) >= OUTAGE_AFTER:
+            self._run_tokens.clear()
+            self._run_from.clear()
+            self._open_outage(failure)
+
+    def _open_outage(self, failure: FetchError) -> None:
+        """Answer misses without a call for FAILURE_TTL; log the outage once, not per miss."""
+        self._retry_at = self._clock.monotonic() + FAILURE_TTL
+        if self._outage is None:
+            logger.warning("introspection endpoint unavailable: %s", failure.explain())
+        self._outage = failure
+
+    def _answer_failure(self, failure: FetchError, digest: bytes) -> AccessToken:
+        """What a client gets when the server could not judge its token: the refusal, or a
+        recently active verdict within the grace."""
         if failure.kind == "rate_limited":
             raise TemporarilyUnavailableError(Reason.RATE_LIMITED, retry_after=1)
         if not failure.transient:
@@ -238,11 +282,10 @@ class Introspector:
                 self._outage = None
                 logger.warning("introspection endpoint is back")
             return answer
-        if failure.transient:
-            self._retry_at = self._clock.monotonic() + FAILURE_TTL
-            if self._outage is None:
-                logger.warning("introspection endpoint unavailable: %s", failure.explain())
-            self._outage = failure
+        if failure.unreachable:  # the network (a timeout included): an outage for every token
+            self._open_outage(failure)
+        elif failure.transient:  # one answer; an outage only if many tokens get the same
+            logger.info("introspection of token %s failed: %s", name, failure.explain())
         else:
             logger.error("introspection failed: %s", failure.explain())
         raise failure

@@ -7,6 +7,10 @@ parameter whose meaning we would have to honour (``crit``, ``b64``, ``zip``, ``e
 ``cty``). Key-selecting headers (``jku``, ``x5u``, ``jwk``, ``x5c``) are ignored: keys only
 ever come from the issuer's key set (RFC 8725 §3.10).
 
+:func:`looks_like_jose` says which tokens are, or try to be, JOSE objects, however malformed:
+those are judged here and never sent to introspection, where a lenient library could read a
+suffixed JWS as the valid token it was made from.
+
 Verifiers are built once per key and algorithm from joserfc's algorithm definitions
 (padding, hash, curve), so a token costs one native signature check and nothing more.
 """
@@ -42,6 +46,15 @@ _FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")
 # must be zero, or several encodings would decode to the same bytes (RFC 4648 §3.5).
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 _PADDING = (b"", b"", b"==", b"=")
+# Lenient base64 as the most forgiving decoders read it: both alphabets (or the URL-safe one
+# only, the other's characters skipped), padding or none, foreign characters skipped.
+_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_NOT_BASE64 = bytes(set(range(256)) - set(_BASE64 + b"-_"))
+_NOT_URLSAFE = _NOT_BASE64 + b"+/"
+# What may come before a JSON text's "{" in a lenient reader: JSON whitespace (RFC 8259 §2),
+# byte order marks and the NULs of UTF-16/32 text.
+_BEFORE_JSON = b" \t\r\n\x00\xef\xbb\xbf\xfe\xff"
 _ABSENT: Any = object()
 _REFUSED_HEADERS = frozenset({"crit", "b64", "zip", "enc", "cty"})
 
@@ -81,6 +94,48 @@ def b64url_decode(segment: str) -> bytes | None:
         )
     except ValueError:  # binascii.Error and UnicodeEncodeError
         return None
+
+
+def looks_like_jose(token: str) -> bool:
+    """Whether ``token`` is, or tries to be, a compact JWS or JWE (RFC 7515 §7.1, RFC 7516 §7.1).
+
+    True when it has at least two dots (every compact serialization has) and its first part,
+    decoded as leniently as any JOSE library might (either alphabet, padding or not, foreign
+    characters such as ``~`` skipped), starts a JSON object with a member name: ``{"``, with
+    optional whitespace (a header always has ``alg``, RFC 7515 §4.1.1). So a JWS
+    with ``=``, ``~`` or a fourth part appended is still one, while opaque tokens are not:
+    ``ya29.…`` and ``key.signature`` (one dot), 43 random characters (no dot), ``gho_…``.
+    """
+    first, dot, rest = token.partition(".")
+    if not dot or "." not in rest:
+        return False
+    raw = first.encode("ascii", "ignore")
+    return _starts_json_object(raw.translate(_TO_STANDARD, _NOT_BASE64)) or _starts_json_object(
+        raw.translate(None, _NOT_URLSAFE).translate(_TO_STANDARD)
+    )
+
+
+def _starts_json_object(text: bytes) -> bool:
+    """Whether base64 ``text`` (padding removed) decodes to something starting with ``{"``."""
+    whole = len(text) - len(text) % 4
+    tail = text[whole:]
+    padded = text[:whole] + (tail + _PADDING[len(tail)] if len(tail) > 1 else b"")
+    decoded = binascii.a2b_base64(padded).lstrip(_BEFORE_JSON)
+    return decoded[:1] == b"{" and decoded[1:].lstrip(_BEFORE_JSON)[:1] == b'"'
+
+
+def is_compact_jwe(token: str) -> bool:
+    """Whether ``token`` is a well-formed compact JWE (RFC 7516 §7.1): five canonical base64url
+    parts (the encrypted key may be empty), a header that is a strict JSON object with string
+    ``alg`` and ``enc``. Only its issuer can read it, so only its issuer may judge it."""
+    parts = token.split(".")
+    if len(parts) != 5 or not all(parts[index] for index in (0, 2, 3, 4)):
+        return False
+    if not all(b64url_decode(part) is not None for part in parts[1:]):
+        return False
+    raw = b64url_decode(parts[0])
+    header = None if raw is None else parse_object(raw)
+    return header is not None and all(type(header.get(name)) is str for name in ("alg", "enc"))
 
 
 def parse_header(raw: bytes, algorithms: frozenset[str]) -> Header:

@@ -155,14 +155,16 @@ class SyncTokenValidator:
         requester: str | None = None,
     ) -> AccessToken:
         """Validate ``token`` and require ``scopes``; raises :class:`AuthError` and nothing else
-        for anything about the token (see :meth:`TokenValidator.validate`)."""
+        for anything about the token (see :meth:`TokenValidator.validate`, and its
+        ``requester``)."""
         validator = self._validator
         required = required_scopes(scopes)
         try:
             result = validator._check_local(token, required)
             if isinstance(result, AccessToken):
                 return result
-            return self._on_loop(validator._check_remote(result, required), result.waits_for)
+            remote = validator._check_remote(result, required, requester)
+            return self._on_loop(remote, result.waits_for)
         except AuthError as error:
             validator._log_rejection(error, token)
             raise

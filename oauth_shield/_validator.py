@@ -24,7 +24,7 @@ from . import _config as defaults
 from ._arguments import ValidatorOverrides
 from ._bearer import is_b64token
 from ._cache import BoundedCache
-from ._claims import check_claims, grant, required_scopes
+from ._claims import ScopeMemo, check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings, shown
 from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
@@ -38,7 +38,14 @@ from ._errors import (
 )
 from ._http import FetchError, HTTPClient, check_urls
 from ._introspector import Introspector
-from ._jose import CompactJWS, Header, Verifier, parse_compact
+from ._jose import (
+    CompactJWS,
+    Header,
+    Verifier,
+    is_compact_jwe,
+    looks_like_jose,
+    parse_compact,
+)
 from ._keyset import Need, RemoteKeySet
 from ._options import configured
 from ._secret import Secret, as_secret
@@ -180,6 +187,7 @@ class TokenValidator:
         introspection_cache_size: int = defaults.DEFAULT_INTROSPECTION_CACHE_SIZE,
         introspection_rate: float = defaults.DEFAULT_INTROSPECTION_RATE,
         introspection_burst: int = defaults.DEFAULT_INTROSPECTION_BURST,
+        introspection_requester_share: float = defaults.DEFAULT_INTROSPECTION_REQUESTER_SHARE,
         introspection_fields: Iterable[str] = defaults.DEFAULT_INTROSPECTION_FIELDS,
         introspection_grace: float = defaults.DEFAULT_INTROSPECTION_GRACE,
         insecure_http: bool = False,
@@ -214,6 +222,7 @@ class TokenValidator:
             introspection_cache_size=introspection_cache_size,
             introspection_rate=introspection_rate,
             introspection_burst=introspection_burst,
+            introspection_requester_share=introspection_requester_share,
             introspection_fields=introspection_fields,  # type: ignore[arg-type]
             introspection_grace=introspection_grace,
             insecure_http=insecure_http,
@@ -252,6 +261,7 @@ class TokenValidator:
         )
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
         self._known_headers: dict[str, Header] = {}
+        self._scope_memo = ScopeMemo()  # this validator's, bounded: never module state
         self._keys = RemoteKeySet(
             self.settings,
             self._http,
@@ -262,7 +272,14 @@ class TokenValidator:
             on_keys_removed=self._verified.clear,
         )
         self._introspector = (
-            Introspector(self.settings, self._http, self._discovery, self._clock, self._shared)
+            Introspector(
+                self.settings,
+                self._http,
+                self._discovery,
+                self._clock,
+                self._shared,
+                scopes=self._scope_memo,
+            )
             if self.settings.introspection
             else None
         )
@@ -361,21 +378,22 @@ class TokenValidator:
     ) -> AccessToken:
         """Validate ``token`` and require every scope in ``scopes``.
 
-        ``requester`` names who presented the token (adapters pass the client's address), so
-        that one client cannot spend the introspection budget of all the others; it is never
-        logged.
-
         Returns the :class:`AccessToken`. Raises :class:`AuthError` (and nothing else) for any
         token that is not acceptable, whatever its content: :class:`InvalidTokenError` (401),
         :class:`InsufficientScopeError` (403), :class:`TemporarilyUnavailableError` (503) when
         the issuer cannot be reached and nothing cached can answer.
+
+        ``requester`` is an opaque id of who presented the token (adapters pass the client's
+        address): introspection calls are charged to it first, so that one client can never
+        spend the budget of the others. It is never logged; ``None`` is one anonymous requester
+        shared by every caller that passes none (docs/introspection.md, "Fairness").
         """
         required = required_scopes(scopes)
         try:
             result = self._check_local(token, required)
             if isinstance(result, AccessToken):
                 return result
-            return await self._check_remote(result, required)
+            return await self._check_remote(result, required, requester)
         except AuthError as error:
             self._log_rejection(error, token)
             raise
@@ -396,13 +414,10 @@ class TokenValidator:
         introspector = self._introspector
         if introspector is not None and (judged := introspector.lookup(digest)) is not None:
             return grant(judged, required)
-        jws = (
-            None
-            if self.settings.introspect_all
-            else parse_compact(token, self.settings.algorithms, self._known_headers)
-        )
+        jws = self._route(token)
         if jws is None:
-            # Not shaped like a JWS (or every token is introspected): only the server can tell.
+            # Cannot be a JOSE object (or a well-formed one, and every token is introspected):
+            # only the server can tell.
             if not is_b64token(token):
                 raise InvalidTokenError(Reason.MALFORMED_TOKEN)
             if introspector is None:
@@ -413,10 +428,34 @@ class TokenValidator:
             return _NeedKeys(jws, digest)
         return self._finish(jws, found, digest, required, now)
 
-    async def _check_remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
+    def _route(self, token: str) -> CompactJWS | None:
+        """The JWS to judge here, or ``None`` for a token the server must judge.
+
+        Whatever is, or tries to be, a JOSE object is judged here and, when malformed, refused
+        here: never sent, where a lenient library might read ``<jws>~`` or ``<jws>=`` as the
+        valid token it was made from. With ``introspect_all`` a *well-formed* JWS or JWE still
+        goes to the server, which was asked to judge every token it issued.
+        """
+        algorithms, known = self.settings.algorithms, self._known_headers
+        if not self.settings.introspect_all:
+            jws = parse_compact(token, algorithms, known)
+            if jws is None and looks_like_jose(token):
+                raise InvalidTokenError(
+                    Reason.UNSUPPORTED_TOKEN if token.count(".") == 4 else Reason.MALFORMED_TOKEN
+                )
+            return jws
+        jose = looks_like_jose(token) and not is_compact_jwe(token)
+        if jose and parse_compact(token, algorithms, known) is None:
+            raise InvalidTokenError(Reason.MALFORMED_TOKEN)
+        return None
+
+    async def _check_remote(
+        self, pending: _Pending, required: frozenset[str], requester: str | None = None
+    ) -> AccessToken:
         """The half that waits for the network, then finishes like the local half."""
         if isinstance(pending, _NeedIntrospection):
-            judged = await pending.introspector.introspect(pending.token, pending.digest)
+            introspector = pending.introspector
+            judged = await introspector.introspect(pending.token, pending.digest, requester)
             return grant(judged, required)
         header = pending.jws.header
         verify = await self._keys.resolve(header.kid, header.alg)
@@ -435,7 +474,9 @@ class TokenValidator:
         if jws.header_b64 not in self._known_headers:
             self._remember_header(jws)
         settings = self.settings
-        token = check_claims(jws.header.params, jws.claims, settings, now, fingerprint(digest))
+        token = check_claims(
+            jws.header.params, jws.claims, settings, now, fingerprint(digest), self._scope_memo
+        )
         # Remembered until it expires, but re-verified at least once per key-set TTL: a token
         # whose key has since left the key set must not live on in this cache.
         self._verified.put(

@@ -116,11 +116,13 @@ async def refused(
     *,
     scopes: Any = None,
     caplog: pytest.LogCaptureFixture | None = None,
+    requester: str | None = None,
 ) -> AuthError:
     """Validate ``token``, expect an ``AuthError`` (with ``reason``), and check it says nothing
     of the token."""
+    by = {} if requester is None else {"requester": requester}
     with pytest.raises(AuthError) as caught:
-        await validator.validate(token, scopes)
+        await validator.validate(token, scopes, **by)
     error = caught.value
     if reason is not None:
         assert error.reason is reason, f"expected {reason}, got {error.reason}"

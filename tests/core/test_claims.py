@@ -8,7 +8,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from oauth_shield._claims import MAX_TIMESTAMP, check_claims, grant, parse_scope, required_scopes
+from oauth_shield import _claims
+from oauth_shield._claims import (
+    MAX_MEMO_SCOPE_LENGTH,
+    MAX_SCOPE_MEMO,
+    MAX_TIMESTAMP,
+    ScopeMemo,
+    check_claims,
+    grant,
+    parse_scope,
+    required_scopes,
+)
 from oauth_shield._config import DEFAULT_LEEWAY, Settings
 from oauth_shield._errors import (
     ConfigurationError,
@@ -336,3 +346,52 @@ def test_required_scopes_repeat_calls_agree() -> None:
         assert required_scopes(["read"]) == {"read"}
         assert required_scopes(("read", "write")) == {"read", "write"}
         assert required_scopes("write read") == {"read", "write"}
+
+
+# --- memos: bounded, and a validator's own -----------------------------------------------------
+
+
+def test_the_scope_memo_shares_one_frozenset_per_string() -> None:
+    memo = ScopeMemo()
+    first = check_claims(header(), claims(scope="read write"), settings(), NOW, "", memo)
+    second = check_claims(header(), claims(scope="read write"), settings(), NOW, "", memo)
+    assert first.scopes is second.scopes
+    assert memo.strings() == ["read write"]
+
+
+def test_the_scope_memo_keeps_short_strings_only() -> None:
+    memo = ScopeMemo()
+    huge = "read " + "x" * MAX_MEMO_SCOPE_LENGTH
+    assert memo.parse(huge) == {"read", "x" * MAX_MEMO_SCOPE_LENGTH}
+    assert memo.parse("a" * MAX_MEMO_SCOPE_LENGTH) == {"a" * MAX_MEMO_SCOPE_LENGTH}
+    assert memo.strings() == ["a" * MAX_MEMO_SCOPE_LENGTH]
+    with pytest.raises(InvalidTokenError):
+        memo.parse(["read"])
+    assert memo.parse() == frozenset()
+
+
+def test_the_scope_memo_is_bounded() -> None:
+    memo = ScopeMemo()
+    for number in range(3 * MAX_SCOPE_MEMO):
+        assert memo.parse(f"scope-{number}") == {f"scope-{number}"}
+        assert len(memo) <= MAX_SCOPE_MEMO
+    assert sum(map(len, memo.strings())) <= MAX_SCOPE_MEMO * MAX_MEMO_SCOPE_LENGTH
+
+
+def test_no_scope_string_is_kept_in_module_state() -> None:
+    memo = ScopeMemo()
+    before = {name: len(value) for name, value in vars(_claims).items() if type(value) is dict}
+    for number in range(50):
+        check_claims(header(), claims(scope=f"read s{number}"), settings(), NOW, "", memo)
+        parse_scope(f"write s{number}")
+    after = {name: len(value) for name, value in vars(_claims).items() if type(value) is dict}
+    assert after == before
+
+
+def test_long_scope_requirements_are_not_memoised() -> None:
+    long = " ".join(f"scope-{number}" for number in range(100))
+    before = len(_claims._REQUIRED)
+    assert required_scopes(long) == set(long.split())
+    assert required_scopes(tuple(long.split())) == set(long.split())
+    assert len(_claims._REQUIRED) == before
+    assert required_scopes("read admin") == {"read", "admin"}  # a short one still is

@@ -273,6 +273,11 @@ def test_is_loopback(host: str, loopback: bool) -> None:
         {"insecure_http": "yes"},
         {"introspect_all": 1},
         {"client_id": "rs", "client_secret": "s", "introspection_rate": 0},
+        {"introspection_requester_share": 0},
+        {"introspection_requester_share": 1.5},
+        {"introspection_requester_share": "0.5"},
+        {"introspection_requester_share": math.nan},
+        {"introspection_requester_share": True},
     ],
 )
 def test_flags_are_booleans_and_rates_positive(options: dict[str, object]) -> None:
@@ -511,3 +516,24 @@ def test_an_audience_with_a_comma_is_one_item_of_a_list() -> None:
 def test_other_list_settings_split_the_same_way() -> None:
     made = Settings(issuer=ISSUER, audience="a", algorithms="ES256, RS256")
     assert made.algorithms == {"ES256", "RS256"}
+
+
+@pytest.mark.parametrize(
+    ("share", "rate", "burst", "expected"),
+    [
+        (config.DEFAULT_INTROSPECTION_REQUESTER_SHARE, 100.0, 200, (25.0, 50)),
+        (1, 100.0, 200, (100.0, 200)),
+        (0.25, 0.001, 1, (0.00025, 1)),  # at least one token at once
+    ],
+)
+def test_a_requester_gets_its_share_of_the_rate_and_burst(
+    share: float, rate: float, burst: int, expected: tuple[float, int]
+) -> None:
+    settings = Settings(
+        issuer=ISSUER,
+        audience=(AUDIENCE,),
+        introspection_rate=rate,
+        introspection_burst=burst,
+        introspection_requester_share=share,
+    )
+    assert settings.requester_rate == expected

@@ -16,6 +16,8 @@ from oauth_shield._jose import (
     MAX_KID_LENGTH,
     Header,
     b64url_decode,
+    is_compact_jwe,
+    looks_like_jose,
     parse_compact,
 )
 from oauth_shield.testing import b64url
@@ -219,3 +221,96 @@ def test_known_headers_are_not_parsed_again() -> None:
     assert jws.header is known[unsigned]
     with pytest.raises(InvalidTokenError):
         parse_compact(f"{unsigned}.{PAYLOAD}.{SIG}", ALGS)
+
+
+# --- what is, or tries to be, a JOSE object (routing: never introspected when malformed) ------
+
+JWS = f"{HEADER}.{PAYLOAD}.{SIG}"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        JWS,
+        JWS + "=",
+        JWS + "==",
+        JWS + "~",
+        JWS + "~WyJzYWx0IiwiYSIsMV0~",  # an SD-JWT with a disclosure
+        JWS + ".",
+        JWS + ".AAAA",
+        JWS + "." + JWS,
+        JWS.replace("-", "+").replace("_", "/"),
+        HEADER[:5] + "~" + HEADER[5:] + f".{PAYLOAD}.{SIG}",
+        HEADER + "+/." + PAYLOAD + "." + SIG,
+        HEADER + ".." + SIG,
+        seg(b'{\n  "alg": "RS256"\n}') + ".x.y",  # pretty-printed: "ewog..."
+        seg(b' {"alg":"RS256"}') + ".x.y",  # leading space
+        seg(b'\xef\xbb\xbf{"alg":"RS256"}') + ".x.y",  # UTF-8 byte order mark
+        seg('{"alg":"RS256"}'.encode("utf-16-be")) + ".x.y",  # UTF-16 text
+        base64.b64encode(b'{"alg":"RS256"}').decode() + ".x.y",  # padded, standard alphabet
+        ".".join([HEADER, "a", "b", "c", "d"]),  # five parts: a JWE's shape
+    ],
+)
+def test_looks_like_jose(token: str) -> None:
+    assert looks_like_jose(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "ya29.a0AfH6SMBx-" + "A" * 90,  # Google: one dot
+        "H6j7JRQwL-4qghEzOkm2KMSNc597TVnD1iTv0lwHPe5",  # oidc-provider: no dot
+        "gho_16C7e42F292c6912E7710c838347Ae178B4a",  # GitHub
+        "2YotnFZFEjr1zCsicMWpAA",  # RFC 6749's example
+        "abc~def+ghi/jkl==",  # b64token characters
+        f"{HEADER}.{PAYLOAD}",  # one dot: can never be a compact serialization
+        "eyJhbGciOiJSUzI1NiJ9",  # no dot at all
+        "v4.public.eyJkYXRhIjoidGhpcyBpcyBhIHNpZ25lZCBtZXNzYWdlIn0",  # PASETO
+        "ory_at_abc.def",  # Ory Hydra: one dot
+        "e.yJ.x",  # too short to hold '{"'
+        seg(b"[1]") + ".x.y",  # JSON, but not an object
+        seg(b"{}") + ".x.y",  # an object without a member: no alg, no JOSE header
+        "",
+        "..",
+    ],
+)
+def test_does_not_look_like_jose(token: str) -> None:
+    assert not looks_like_jose(token)
+
+
+@given(st.from_regex(r"[A-Za-z0-9_~+/-]{1,64}(\.[A-Za-z0-9_~+/-]{0,64})?=*", fullmatch=True))
+def test_tokens_with_fewer_than_two_dots_are_never_jose(token: str) -> None:
+    assert not looks_like_jose(token)
+
+
+@given(
+    suffix=st.text(alphabet=".~=+/A_-", max_size=8),
+    extra=st.lists(st.from_regex(r"[A-Za-z0-9_-]{0,8}", fullmatch=True), max_size=2),
+)
+def test_a_jws_stays_jose_whatever_follows(suffix: str, extra: list[str]) -> None:
+    assert looks_like_jose(".".join([JWS, *extra]) + suffix)
+
+
+@given(st.text(max_size=200))
+def test_looks_like_jose_never_raises(text: str) -> None:
+    assert looks_like_jose(text) in (True, False)
+
+
+JWE_HEADER = seg({"alg": "RSA-OAEP-256", "enc": "A256GCM"})
+
+
+def test_is_compact_jwe() -> None:
+    iv, ciphertext, tag = b64url(b"i" * 12), b64url(b"c" * 40), b64url(b"t" * 16)
+    assert is_compact_jwe(f"{JWE_HEADER}.{b64url(b'k' * 256)}.{iv}.{ciphertext}.{tag}")
+    assert is_compact_jwe(f"{JWE_HEADER}..{iv}.{ciphertext}.{tag}")  # "dir": no encrypted key
+    for broken in [
+        f"{JWE_HEADER}..{iv}.{ciphertext}.{tag}=",
+        f"{JWE_HEADER}..{iv}.{ciphertext}.{tag}.",
+        f"{JWE_HEADER}..{iv}.{ciphertext}",
+        f"{JWE_HEADER}...{ciphertext}.{tag}",
+        f"{JWE_HEADER}..{iv}.{ciphertext}~.{tag}",
+        f"{seg({'alg': 'RSA-OAEP-256'})}..{iv}.{ciphertext}.{tag}",  # no enc: not a JWE
+        f"{seg({'alg': 'dir', 'enc': 1})}..{iv}.{ciphertext}.{tag}",
+        seg(b'{"alg":"dir","alg":"x","enc":"A"}') + f"..{iv}.{ciphertext}.{tag}",  # duplicate
+    ]:
+        assert not is_compact_jwe(broken), broken

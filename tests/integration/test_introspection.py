@@ -4,12 +4,16 @@ client credentials: validation, revocation seen once the cache entry expires, si
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from typing import Any
 
+import httpx
 import pytest
 
-from oauth_shield import Reason, TokenValidator
-from tests.conftest import log_text, refused, secret_pieces
+from oauth_shield import Reason, SyncTokenValidator, TemporarilyUnavailableError, TokenValidator
+from oauth_shield.testing import LocalIssuer
+from tests.conftest import FrozenClock, log_text, refused, secret_pieces
 from tests.provider import API_AUDIENCE, OIDCProvider
 
 from .conftest import ShiftedClock
@@ -103,3 +107,48 @@ async def test_an_outage_answers_503_and_nothing_is_cached(
         shifted_clock.advance_monotonic(1)  # the outage backoff: no call for a second
         assert await validator.validate(token)
         assert await validator.validate(provider_token)
+
+
+# --- routing and fairness (SECURITY-CASES class 15) -----------------------------------------
+
+
+@pytest.mark.parametrize("introspect_all", [False, True], ids=["default", "introspect_all"])
+async def test_a_suffixed_jwt_from_the_provider_is_refused_without_a_call(
+    provider: OIDCProvider, introspect_all: bool
+) -> None:
+    token = provider.token("client-rs256")
+    async with introspecting(provider, introspect_all=introspect_all) as validator:
+        for suffix in ("=", "==", "~", ".", ".AAAA", "~WyJhIiwiYiJd~"):
+            await refused(validator, token + suffix, Reason.MALFORMED_TOKEN)
+        await refused(validator, token.replace(".", ".~", 1), Reason.MALFORMED_TOKEN)
+    assert provider.stats()["introspection"] == 0
+
+
+def test_a_token_the_server_fails_on_does_not_shut_out_the_others_over_http() -> None:
+    """A real HTTP server (uvicorn) that answers 500 for one crafted token: that token is
+    refused, and everyone else's new tokens, sent in the same second, are still judged."""
+    issuer = LocalIssuer()
+    crafted = "crafted-" + secrets.token_urlsafe(16)
+
+    def fail_on_crafted(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path == "/introspect" and crafted.encode() in request.content:
+            return httpx.Response(500, text="internal error")
+        return None
+
+    issuer.fault = fail_on_crafted
+    with issuer.serve():
+        validator = SyncTokenValidator(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            client_id="resource-server",
+            client_secret="s3cr3t",
+            clock=FrozenClock(wall=time.time()),  # the 1 s memo cannot run out mid-test
+        )
+        with validator:
+            for _ in range(3):
+                with pytest.raises(TemporarilyUnavailableError):
+                    validator.validate(crafted)
+            others = [issuer.opaque_token() for _ in range(5)]
+            for token in others:
+                assert validator.validate(token)
+    assert issuer.requests["/introspect"] == 1 + len(others)  # the crafted one: once

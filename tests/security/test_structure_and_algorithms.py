@@ -29,7 +29,7 @@ def _parts(token: str) -> list[str]:
     [
         pytest.param(lambda t: _parts(t)[0], Reason.UNSUPPORTED_TOKEN, id="one-part"),
         pytest.param(lambda t: ".".join(_parts(t)[:2]), Reason.UNSUPPORTED_TOKEN, id="two-parts"),
-        pytest.param(lambda t: t + ".AAAA", Reason.UNSUPPORTED_TOKEN, id="four-parts"),
+        pytest.param(lambda t: t + ".AAAA", Reason.MALFORMED_TOKEN, id="four-parts"),
         pytest.param(
             lambda t: t + ".AAAA.AAAA", Reason.UNSUPPORTED_TOKEN, id="five-parts-jwe-shape"
         ),
@@ -38,25 +38,21 @@ def _parts(token: str) -> list[str]:
         ),
         pytest.param(
             lambda t: _parts(t)[0] + ".." + _parts(t)[2],
-            Reason.UNSUPPORTED_TOKEN,
+            Reason.MALFORMED_TOKEN,
             id="empty-payload",
         ),
         pytest.param(
             lambda t: t.rsplit(".", 1)[0] + ".", Reason.BAD_SIGNATURE, id="empty-signature"
         ),
-        pytest.param(lambda t: t + "==", Reason.UNSUPPORTED_TOKEN, id="padding-on-signature"),
+        pytest.param(lambda t: t + "==", Reason.MALFORMED_TOKEN, id="padding-on-signature"),
         pytest.param(
             lambda t: t.replace(".", "=.", 1), Reason.MALFORMED_TOKEN, id="padding-on-header"
         ),
         pytest.param(lambda t: " " + t, Reason.MALFORMED_TOKEN, id="leading-space"),
         pytest.param(lambda t: t + "\n", Reason.MALFORMED_TOKEN, id="trailing-newline"),
         pytest.param(lambda t: t.replace(".", ". ", 1), Reason.MALFORMED_TOKEN, id="inner-space"),
-        pytest.param(
-            lambda t: t[:20] + "+" + t[21:], Reason.UNSUPPORTED_TOKEN, id="plus-in-header"
-        ),
-        pytest.param(
-            lambda t: t[:20] + "/" + t[21:], Reason.UNSUPPORTED_TOKEN, id="slash-in-header"
-        ),
+        pytest.param(lambda t: t[:20] + "+" + t[21:], Reason.MALFORMED_TOKEN, id="plus-in-header"),
+        pytest.param(lambda t: t[:20] + "/" + t[21:], Reason.MALFORMED_TOKEN, id="slash-in-header"),
         pytest.param(lambda t: t[:20] + "*" + t[21:], Reason.MALFORMED_TOKEN, id="star"),
         pytest.param(lambda t: t[:20] + "é" + t[21:], Reason.MALFORMED_TOKEN, id="non-ascii"),
         pytest.param(lambda t: t[:20] + "\x00" + t[21:], Reason.MALFORMED_TOKEN, id="nul"),
@@ -112,8 +108,7 @@ async def test_payload_that_is_not_a_json_object(
 ) -> None:
     key = signing_keys["RS256"]
     token = raw_token(header_for(key), payload, key)
-    expected = Reason.UNSUPPORTED_TOKEN if payload == b"" else Reason.MALFORMED_TOKEN
-    await hostile(token, expected)
+    await hostile(token, Reason.MALFORMED_TOKEN)  # the empty one too: it is still JOSE-like
 
 
 @pytest.mark.parametrize("header", [b"[]", b'"RS256"', b"null", b"{", b"{}x"])

@@ -16,9 +16,13 @@ from oauth_shield import (
     InvalidTokenError,
     Reason,
     Secret,
+    SyncTokenValidator,
     TemporarilyUnavailableError,
     TokenValidator,
 )
+from oauth_shield._claims import MAX_MEMO_SCOPE_LENGTH
+from oauth_shield._introspector import OUTAGE_AFTER
+from oauth_shield._ratelimit import MAX_REQUESTERS, RequesterLimits, requester_key
 from oauth_shield.testing import LocalIssuer
 from tests.conftest import FrozenClock, ValidatorFactory, log_text, refused
 
@@ -43,6 +47,11 @@ def introspecting(gated: ValidatorFactory, issuer: LocalIssuer) -> Make:
 
 def calls(issuer: LocalIssuer) -> int:
     return issuer.requests["/introspect"]
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the introspection logger said."""
+    return [r.getMessage() for r in caplog.records if r.name == "oauth_shield.introspection"]
 
 
 # --- routing -------------------------------------------------------------------------------
@@ -360,8 +369,7 @@ async def test_an_outage_costs_one_call_a_second_and_two_log_lines(
     assert calls(issuer) == 1 + 3
     gate.come_back()
     assert await validator.validate(issuer.opaque_token())
-    said = [r.getMessage() for r in caplog.records if r.name == "oauth_shield.introspection"]
-    assert said == [
+    assert said(caplog) == [
         "introspection endpoint unavailable: no connection could be made [connect] at "
         "https://issuer.test/introspect; check that the server runs, on this port, and that "
         "this host may reach it (firewall, proxy)",
@@ -385,8 +393,7 @@ async def test_the_grace_keeps_recently_active_tokens_through_an_outage(
     gate.go_down()
     for _ in range(3):
         assert (await validator.validate(seen)).subject == "seen"
-    said = [r.getMessage() for r in caplog.records if r.name == "oauth_shield.introspection"]
-    assert sum("grace" in message for message in said) == 1  # once per outage
+    assert sum("grace" in message for message in said(caplog)) == 1  # once per outage
     await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)  # never seen
     clock.advance(120)  # ``short`` has expired: no grace makes it valid again
     await refused(validator, short, Reason.EXPIRED)
@@ -448,18 +455,23 @@ async def test_the_caches_hold_digests_and_allowlisted_fields_only(
 
 
 async def test_a_scan_of_random_tokens_is_bounded(
-    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock
+    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Even from many addresses (each with a fresh bucket of its own), the validator's bucket
+    bounds what reaches the server."""
     validator = introspecting(introspection_rate=10, introspection_burst=20)
     outcomes = []
     for second in range(3):
-        for _ in range(100):
-            error = await refused(validator, secrets.token_urlsafe(24))
+        for number in range(100):
+            scanner = f"198.51.100.{number}"
+            error = await refused(validator, secrets.token_urlsafe(24), requester=scanner)
             outcomes.append(error.reason)
         clock.advance(1)
         assert calls(issuer) <= 20 + 10 * second  # the burst, then the rate
     assert outcomes.count(Reason.RATE_LIMITED) >= 300 - 40
     assert calls(issuer) == 40
+    reached = "introspection rate limit reached; answering 503 without a call"
+    assert said(caplog).count(reached) == 3  # once each time the bucket runs dry, not per miss
 
 
 async def test_rate_limited_answers_ask_the_client_to_retry(
@@ -543,3 +555,238 @@ async def test_a_transient_discovery_failure_is_not_reported_as_a_bad_token(
 
     gate.failure = openid_down_oauth_missing
     await refused(introspecting(), issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+
+
+# --- what is remembered beyond one token ------------------------------------------------------
+
+
+def _module_memo_chars() -> int:
+    """Characters of text held by the dictionaries of ``_claims``'s module state."""
+    from oauth_shield import _claims
+
+    held = [value for value in vars(_claims).values() if isinstance(value, dict)]
+    return sum(len(key) for memo in held for key in memo if isinstance(key, str))
+
+
+async def test_huge_scope_strings_are_not_memoised(
+    introspecting: Make, issuer: LocalIssuer
+) -> None:
+    """A server (misbehaving, or hostile) that sends huge ``scope`` strings cannot make the
+    process keep them beyond the tokens' own cache entries, nor beyond the validator."""
+    validator = introspecting(introspection_cache_size=1)
+    for number in range(20):
+        token = issuer.opaque_token(scope=f"read s{number} " + "x" * 100_000)
+        assert "read" in (await validator.validate(token, ["read"])).scopes
+    assert await validator.validate(issuer.opaque_token(scope="read write"), ["read"])
+    assert _module_memo_chars() < 100_000  # nothing of it in module state
+    held = validator._scope_memo.strings()
+    assert "read write" in held and all(len(scope) <= MAX_MEMO_SCOPE_LENGTH for scope in held)
+
+
+# --- an outage, or one token's trouble ------------------------------------------------------
+
+
+def _failing(issuer: LocalIssuer, status: int = 503) -> Callable[..., httpx.Response]:
+    return respond(issuer, httpx.Response(status))
+
+
+async def test_failing_answers_from_many_requesters_are_an_outage(
+    introspecting: Make,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    validator = introspecting()
+    gate.failure = _failing(issuer)
+    for number in range(OUTAGE_AFTER):
+        await refused(validator, issuer.opaque_token(), requester=f"192.0.2.{number}")
+    assert calls(issuer) == OUTAGE_AFTER
+    for number in range(10):  # the shortcut is open: answered at once, without a call
+        error = await refused(validator, issuer.opaque_token(), requester=f"198.51.100.{number}")
+        assert error.reason is Reason.INTROSPECTION_UNAVAILABLE
+    assert calls(issuer) == OUTAGE_AFTER
+    gate.come_back()
+    clock.advance(1)
+    assert await validator.validate(issuer.opaque_token(), requester="192.0.2.1")
+    assert said(caplog) == [
+        "introspection endpoint unavailable: the server answered HTTP 503 [status_503] at "
+        "https://issuer.test/introspect; the server is in trouble; retried with backoff",
+        "introspection endpoint is back",
+    ]
+
+
+async def test_failing_answers_for_one_requester_never_make_an_outage(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting()
+    gate.failure = _failing(issuer, 502)
+    for _ in range(3 * OUTAGE_AFTER):
+        await refused(validator, issuer.opaque_token(), requester="203.0.113.9")
+    assert calls(issuer) == 3 * OUTAGE_AFTER  # each one asked: no shortcut was opened
+    gate.come_back()
+    assert await validator.validate(issuer.opaque_token(), requester="192.0.2.1")
+
+
+async def test_without_requesters_distinct_failing_tokens_make_an_outage(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    """Anonymous callers cannot be told apart: each distinct token counts (documented)."""
+    validator = introspecting()
+    gate.failure = _failing(issuer)
+    token = issuer.opaque_token()
+    for _ in range(3):  # one token again and again is one token's trouble
+        await refused(validator, token, Reason.INTROSPECTION_UNAVAILABLE)
+        clock.advance(1)
+    for _ in range(OUTAGE_AFTER - 1):
+        await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+    assert calls(issuer) == 3 + OUTAGE_AFTER - 1
+    await refused(validator, issuer.opaque_token(), Reason.INTROSPECTION_UNAVAILABLE)
+    assert calls(issuer) == 3 + OUTAGE_AFTER - 1  # the shortcut
+
+
+async def test_an_answer_ends_a_run_of_failures(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting()
+    good = issuer.opaque_token()
+    failing = respond(issuer, httpx.Response(500))
+
+    def all_but_good(request: httpx.Request) -> httpx.Response:
+        return issuer.handle(request) if good.encode() in request.content else failing(request)
+
+    gate.failure = all_but_good
+    for round_ in range(3):
+        for number in range(OUTAGE_AFTER - 1):
+            await refused(validator, issuer.opaque_token(), requester=f"{round_}.{number}")
+        if round_ == 0:
+            assert await validator.validate(good)  # the server answered: no outage so far
+        else:
+            await refused(validator, issuer.opaque_token(), requester="x")  # the fifth
+            break
+    assert calls(issuer) == 2 * (OUTAGE_AFTER - 1) + 1 + 1
+    await refused(validator, issuer.opaque_token(), requester="y")
+    assert calls(issuer) == 2 * (OUTAGE_AFTER - 1) + 2  # now the shortcut is open
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(503, Reason.INTROSPECTION_UNAVAILABLE), (401, Reason.INTROSPECTION_FAILED)],
+)
+async def test_a_failing_answer_is_remembered_for_its_token_for_a_second(
+    introspecting: Make,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    clock: FrozenClock,
+    status: int,
+    reason: Reason,
+) -> None:
+    validator = introspecting()
+    token = issuer.opaque_token()
+    gate.failure = _failing(issuer, status)
+    for _ in range(5):
+        await refused(validator, token, reason)
+    assert calls(issuer) == 1
+    gate.come_back()
+    assert await validator.validate(issuer.opaque_token())  # other tokens are asked about
+    clock.advance(1)
+    assert await validator.validate(token)
+    assert calls(issuer) == 3
+
+
+async def test_the_grace_also_covers_a_token_the_server_fails_on(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting(introspection_grace=300)
+    token = issuer.opaque_token(exp=int(clock.time()) + 3600, sub="seen")
+    await validator.validate(token)
+    clock.advance(61)
+    gate.failure = _failing(issuer)
+    for _ in range(3):  # the answer, then the memo
+        assert (await validator.validate(token)).subject == "seen"
+    assert calls(issuer) == 2
+
+
+# --- fairness between requesters -------------------------------------------------------------
+
+
+async def test_each_requester_gets_its_share_of_the_budget(
+    introspecting: Make, issuer: LocalIssuer, clock: FrozenClock
+) -> None:
+    validator = introspecting(introspection_rate=8, introspection_burst=16)  # 2/s, 4 each
+    outcomes = [
+        (await refused(validator, f"unknown-{n}", requester="203.0.113.9")).reason
+        for n in range(10)
+    ]
+    assert outcomes == [Reason.INACTIVE] * 4 + [Reason.RATE_LIMITED] * 6
+    assert calls(issuer) == 4
+    clock.advance(1)  # two more for this requester
+    outcomes = [
+        (await refused(validator, f"later-{n}", requester="203.0.113.9")).reason for n in range(3)
+    ]
+    assert outcomes == [Reason.INACTIVE] * 2 + [Reason.RATE_LIMITED]
+    for other in ("192.0.2.1", "192.0.2.2", None):  # the others' buckets are untouched
+        await refused(validator, f"unknown-{other}", Reason.INACTIVE, requester=other)
+    assert calls(issuer) == 4 + 2 + 3
+
+
+async def test_a_share_of_one_lets_one_requester_use_everything(
+    introspecting: Make, issuer: LocalIssuer
+) -> None:
+    validator = introspecting(
+        introspection_rate=8, introspection_burst=16, introspection_requester_share=1
+    )
+    for number in range(16):
+        await refused(validator, f"unknown-{number}", Reason.INACTIVE)
+    await refused(validator, "one-too-many", Reason.RATE_LIMITED)
+
+
+async def test_single_flight_joiners_are_not_charged(
+    introspecting: Make, gate: GatedTransport, issuer: LocalIssuer
+) -> None:
+    validator = introspecting(introspection_rate=0.001, introspection_burst=4)  # one each
+    token = issuer.opaque_token()
+    gate.open.clear()
+    tasks = [
+        asyncio.create_task(validator.validate(token, requester=f"192.0.2.{n}")) for n in range(50)
+    ]
+    await settle()
+    gate.open.set()
+    assert len({(await task).fingerprint for task in tasks}) == 1
+    assert calls(issuer) == 1
+    await refused(validator, "unknown-a", Reason.RATE_LIMITED, requester="192.0.2.0")  # the leader
+    await refused(validator, "unknown-b", Reason.INACTIVE, requester="192.0.2.1")  # a joiner
+
+
+def test_the_requester_map_is_bounded(clock: FrozenClock) -> None:
+    limits = RequesterLimits(1, 1, clock.monotonic, size=3)
+    for number in range(1000):
+        assert limits.allow(requester_key(f"spray-{number}"))
+        assert len(limits) <= 3
+    key = requester_key("spray-999")
+    assert not limits.allow(key)  # still remembered: its bucket is spent
+    assert MAX_REQUESTERS == 10_000
+    assert requester_key(None) is None
+    assert requester_key("a") == requester_key("a") != requester_key("b")
+    assert len(requester_key("x" * 100_000) or b"") == 16  # a digest, whatever its size
+    assert requester_key(("203.0.113.9", 443)) == requester_key(repr(("203.0.113.9", 443)))
+
+
+def test_the_sync_facade_forwards_the_requester(issuer: LocalIssuer, clock: FrozenClock) -> None:
+    issuer.clients[CLIENT_ID] = SECRET
+    validator = SyncTokenValidator(
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        transport=issuer.transport(),
+        clock=clock,
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        introspection_rate=4,
+        introspection_burst=4,  # one at once for each requester
+    )
+    with validator:
+        assert validator.validate(issuer.opaque_token(), requester="192.0.2.1")
+        with pytest.raises(TemporarilyUnavailableError) as caught:
+            validator.validate(issuer.opaque_token(), requester="192.0.2.1")
+        assert caught.value.reason is Reason.RATE_LIMITED
+        assert validator.validate(issuer.opaque_token(), requester="192.0.2.2")
