@@ -38,6 +38,9 @@ const CLIENT_PROFILES = {
   'client-es256': { format: 'jwt', alg: 'ES256', ttl: DEFAULT_TTL },
   'client-opaque': { format: 'opaque', ttl: DEFAULT_TTL },
   'client-short': { format: 'jwt', alg: 'RS256', ttl: SHORT_TTL },
+  // DPoP-bound tokens only (RFC 9449): the token request must carry a DPoP proof.
+  'client-dpop': { format: 'jwt', alg: 'ES256', ttl: DEFAULT_TTL, dpop: true },
+  'client-dpop-opaque': { format: 'opaque', ttl: DEFAULT_TTL, dpop: true },
   'resource-server': { format: 'opaque', ttl: DEFAULT_TTL },
 };
 const INTROSPECTOR = 'resource-server';
@@ -183,8 +186,11 @@ function buildProvider() {
       grant_types: ['client_credentials'],
       redirect_uris: [],
       response_types: [],
+      dpop_bound_access_tokens: CLIENT_PROFILES[clientId].dpop === true,
     })),
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+    // The proof algorithms oauth_shield accepts by default (oidc-provider: ES256, EdDSA).
+    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'] },
     clientBasedCORS: () => false,
     features: {
       // Only what a client-credentials resource-server test needs.
@@ -193,6 +199,9 @@ function buildProvider() {
       pushedAuthorizationRequests: { enabled: false },
       userinfo: { enabled: false },
       clientCredentials: { enabled: true },
+      // A proof at the token endpoint binds the token to its key: cnf.jkt in the JWT, and in
+      // the introspection answer of an opaque token (RFC 9449 §6). No nonces.
+      dPoP: { enabled: true },
       introspection: {
         enabled: true,
         // The API (resource-server) may introspect anyone's token; other
