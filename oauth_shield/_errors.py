@@ -8,7 +8,7 @@
     ├── InvalidTokenError             401 invalid_token
     ├── InsufficientScopeError        403 insufficient_scope, names the required scopes
     ├── InvalidDPoPProofError         401 invalid_dpop_proof, a DPoP challenge (RFC 9449 §7.1)
-    ├── UseDPoPNonceError             401 use_dpop_nonce, with a fresh DPoP-Nonce (RFC 9449 §9)
+    │   └── UseDPoPNonceError         401 use_dpop_nonce, with a fresh DPoP-Nonce (RFC 9449 §9)
     └── TemporarilyUnavailableError   503, the authorization server could not be reached
     ConfigurationError                a bad setting, raised where it is made, never per request
 
@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class Reason(StrEnum):
@@ -79,7 +79,7 @@ class Reason(StrEnum):
     DPOP_URL_MISMATCH = "dpop_url_mismatch"
     DPOP_IAT_OUT_OF_WINDOW = "dpop_iat_out_of_window"
     DPOP_ATH_MISMATCH = "dpop_ath_mismatch"
-    DPOP_REPLAYED = "dpop_replayed"
+    DPOP_REPLAYED = "dpop_replayed"  # by the replay store, which the shell asks
     DPOP_NONCE = "dpop_nonce"  # UseDPoPNonceError: missing, stale or forged nonce
     # The token's binding to the proof's key (RFC 9449 §6, §7.1): InvalidTokenError
     DPOP_NOT_BOUND = "dpop_not_bound"
@@ -193,55 +193,11 @@ class TemporarilyUnavailableError(AuthError):
         return {**super().headers(realm), "Retry-After": str(self.retry_after)}
 
 
-class InvalidDPoPProofError(AuthError):
-    """The DPoP proof is missing, malformed, stale, replayed or for another request.
-
-    Rendered as a ``DPoP`` challenge (RFC 9449 §7.1, §12.2 ``invalid_dpop_proof``).
-    """
-
-    error = "invalid_dpop_proof"
-    status_code = 401
-    _default_description = "The DPoP proof is invalid"
-    _descriptions: ClassVar[dict[Reason, str]] = {
-        Reason.DPOP_MISSING: "A DPoP proof is required",
-    }
-
-    def www_authenticate(self, realm: str | None = None) -> str:
-        return render_dpop_challenge(realm=realm, error=self.error, description=self.description)
-
-
-class UseDPoPNonceError(AuthError):
-    """The proof lacks the server's current nonce: retry with the one in ``DPoP-Nonce``.
-
-    RFC 9449 §9: a ``DPoP`` challenge with ``use_dpop_nonce`` and the fresh nonce in the
-    ``DPoP-Nonce`` response header. ``nonce`` is public (any client may ask for one).
-    """
-
-    error = "use_dpop_nonce"
-    status_code = 401
-    # The words of RFC 9449 §9, Figure 24.
-    _default_description = "Resource server requires nonce in DPoP proof"
-
-    def __init__(self, reason: Reason = Reason.DPOP_NONCE, nonce: str | None = None) -> None:
-        super().__init__(reason)
-        self.nonce = nonce
-
-    def www_authenticate(self, realm: str | None = None) -> str:
-        return render_dpop_challenge(realm=realm, error=self.error, description=self.description)
-
-    def headers(self, realm: str | None = None) -> dict[str, str]:
-        headers = super().headers(realm)
-        # RFC 9449 §8.1: nonce = 1*NQCHAR; anything else would not survive the header.
-        if self.nonce is not None and _NQCHARS.fullmatch(self.nonce):
-            headers["DPoP-Nonce"] = self.nonce
-        return headers
-
-
 # RFC 6749 §A.7 (error_description) and §A.4 (scope-token), applied to every quoted value so
 # that nothing can break out of the header: printable ASCII without '"' and '\'.
 _QUOTABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-# RFC 9449 §8.1 NQCHAR, the characters of a DPoP nonce; RFC 7515 §4.1.1 names are the same set.
+# RFC 9449 §8.1 NQCHAR, the characters of a DPoP nonce: the set of a scope-token.
 _NQCHARS = _SCOPE_TOKEN
 
 
@@ -272,7 +228,70 @@ def render_challenge(
     >>> render_challenge(realm="api", error="invalid_token", description="Expired")
     'Bearer realm="api", error="invalid_token", error_description="Expired"'
     """
-    return _challenge("Bearer", realm, error, description, scope, ())
+    params = []
+    for name, value in (("realm", realm), ("error", error), ("error_description", description)):
+        if value is not None and is_quotable(value):
+            params.append(f'{name}="{value}"')
+    scopes = [s for s in _scope_list(scope) if is_scope_token(s)]
+    if scopes:
+        params.append(f'scope="{" ".join(scopes)}"')
+    return "Bearer " + ", ".join(params) if params else "Bearer"
+
+
+# --- DPoP (RFC 9449) -----------------------------------------------------------------------
+
+
+class InvalidDPoPProofError(AuthError):
+    """The DPoP proof is missing, malformed, stale, replayed or for another request.
+
+    Rendered as a ``DPoP`` challenge (RFC 9449 §7.1, §12.2 ``invalid_dpop_proof``).
+    """
+
+    error = "invalid_dpop_proof"
+    status_code = 401
+    _default_description = "The DPoP proof is invalid"
+    _descriptions: ClassVar[dict[Reason, str]] = {
+        Reason.DPOP_MISSING: "A DPoP proof is required",
+    }
+
+    def www_authenticate(
+        self,
+        realm: str | None = None,
+        *,
+        scope: Iterable[str] = (),
+        resource_metadata: str | None = None,
+    ) -> str:
+        return render_dpop_challenge(
+            realm=realm,
+            error=self.error,
+            description=self.description,
+            scope=scope,
+            resource_metadata=resource_metadata,
+        )
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """The proof lacks the server's current nonce: retry with the one in ``DPoP-Nonce``.
+
+    RFC 9449 §9: a ``DPoP`` challenge with ``use_dpop_nonce`` and the fresh nonce in the
+    ``DPoP-Nonce`` response header. ``nonce`` is public (any client may ask for one).
+    """
+
+    error = "use_dpop_nonce"
+    # The words of RFC 9449 §9, Figure 24.
+    _default_description = "Resource server requires nonce in DPoP proof"
+    _descriptions: ClassVar[dict[Reason, str]] = {}
+
+    def __init__(self, reason: Reason = Reason.DPOP_NONCE, nonce: str | None = None) -> None:
+        super().__init__(reason)
+        self.nonce = nonce
+
+    def headers(self, realm: str | None = None, **challenge: Any) -> dict[str, str]:
+        headers = {"WWW-Authenticate": self.www_authenticate(realm, **challenge)}
+        # RFC 9449 §8.1: nonce = 1*NQCHAR; anything else would not survive the header.
+        if self.nonce is not None and _NQCHARS.fullmatch(self.nonce):
+            headers["DPoP-Nonce"] = self.nonce
+        return headers
 
 
 def render_dpop_challenge(
@@ -282,31 +301,20 @@ def render_dpop_challenge(
     description: str | None = None,
     scope: Iterable[str] = (),
     algs: Iterable[str] = (),
+    resource_metadata: str | None = None,
 ) -> str:
-    """Render a ``DPoP`` challenge (RFC 9449 §7.1): the ``Bearer`` parameters and ``algs``,
-    the proof algorithms the server accepts; values that are not legal are left out.
+    """Render a ``DPoP`` challenge (RFC 9449 §7.1): the parameters of the ``Bearer`` one, and
+    ``algs``, the proof algorithms the server accepts; values that are not legal are left out.
 
     >>> render_dpop_challenge(error="invalid_dpop_proof", algs=["ES256", "PS256"])
     'DPoP error="invalid_dpop_proof", algs="ES256 PS256"'
     """
-    return _challenge("DPoP", realm, error, description, scope, algs)
-
-
-def _challenge(
-    scheme: str,
-    realm: str | None,
-    error: str | None,
-    description: str | None,
-    scope: Iterable[str],
-    algs: Iterable[str],
-) -> str:
-    params = []
-    for name, value in (("realm", realm), ("error", error), ("error_description", description)):
-        if value is not None and is_quotable(value):
-            params.append(f'{name}="{value}"')
-    # Both are space-delimited lists of tokens (RFC 6749 §3.3; RFC 9449 §7.1 for algs).
-    for name, values in (("scope", scope), ("algs", algs)):
-        tokens = [s for s in _scope_list(values) if is_scope_token(s)]
-        if tokens:
-            params.append(f'{name}="{" ".join(tokens)}"')
-    return f"{scheme} " + ", ".join(params) if params else scheme
+    bearer = render_challenge(realm=realm, error=error, description=description, scope=scope)
+    params = [bearer.removeprefix("Bearer ")] if bearer != "Bearer" else []
+    # RFC 9728 §5.1: the metadata parameter goes with any scheme.
+    if resource_metadata is not None and is_quotable(resource_metadata):
+        params.append(f'resource_metadata="{resource_metadata}"')
+    tokens = [alg for alg in _scope_list(algs) if is_scope_token(alg)]  # token names, like scopes
+    if tokens:
+        params.append(f'algs="{" ".join(tokens)}"')
+    return "DPoP " + ", ".join(params) if params else "DPoP"

@@ -87,3 +87,17 @@ def test_nothing_breaks_out_of_the_challenge(realm: str, description: str, algs:
     assert header.startswith("DPoP")
     assert "\r" not in header and "\n" not in header
     assert header.count('"') % 2 == 0
+
+
+def test_the_challenge_keywords_of_the_bearer_errors_are_taken() -> None:
+    # scope (RFC 6750 §3) and resource_metadata (RFC 9728 §5.1) go into a DPoP challenge too.
+    metadata = "https://api.test/.well-known/oauth-protected-resource"
+    error = UseDPoPNonceError(nonce="n-1")
+    assert error.headers("api", scope=["read"], resource_metadata=metadata) == {
+        "WWW-Authenticate": 'DPoP realm="api", error="use_dpop_nonce", '
+        'error_description="Resource server requires nonce in DPoP proof", scope="read", '
+        f'resource_metadata="{metadata}"',
+        "DPoP-Nonce": "n-1",
+    }
+    assert isinstance(error, InvalidDPoPProofError)
+    assert render_dpop_challenge(resource_metadata='a"b') == "DPoP"

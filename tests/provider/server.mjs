@@ -179,6 +179,8 @@ function buildProvider() {
   const p = new Provider(issuer, {
     adapter: SharedMemoryAdapter,
     jwks: { keys },
+    // The proof algorithms oauth_shield accepts by default (oidc-provider: ES256, EdDSA).
+    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'] },
     clients: Object.keys(CLIENT_PROFILES).map((clientId) => ({
       client_id: clientId,
       client_secret: secrets[clientId],
@@ -189,8 +191,6 @@ function buildProvider() {
       dpop_bound_access_tokens: CLIENT_PROFILES[clientId].dpop === true,
     })),
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
-    // The proof algorithms oauth_shield accepts by default (oidc-provider: ES256, EdDSA).
-    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'] },
     clientBasedCORS: () => false,
     features: {
       // Only what a client-credentials resource-server test needs.
