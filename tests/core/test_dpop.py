@@ -315,9 +315,10 @@ def _decoded(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def test_the_local_issuer_binds_tokens_to_a_proof_key() -> None:
+@pytest.mark.parametrize("alg", ALGS)
+def test_the_local_issuer_binds_tokens_to_a_proof_key(alg: str) -> None:
     issuer = LocalIssuer(clock=lambda: NOW)
-    key = client_key()
+    key = client_key(alg)
     with httpx.Client(transport=issuer.transport()) as client:
         form = {"grant_type": "client_credentials"}
         answer = client.post(
