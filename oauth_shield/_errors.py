@@ -7,6 +7,8 @@
     ├── InvalidRequestError           400 invalid_request
     ├── InvalidTokenError             401 invalid_token
     ├── InsufficientScopeError        403 insufficient_scope, names the required scopes
+    ├── InvalidDPoPProofError         401 invalid_dpop_proof, a DPoP challenge (RFC 9449 §7.1)
+    │   └── UseDPoPNonceError         401 use_dpop_nonce, with a fresh DPoP-Nonce (RFC 9449 §9)
     └── TemporarilyUnavailableError   503, the authorization server could not be reached
     ConfigurationError                a bad setting, raised where it is made, never per request
     IssuerUnavailableError            check(): the issuer cannot be reached now
@@ -22,7 +24,7 @@ import math
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class Reason(StrEnum):
@@ -65,6 +67,24 @@ class Reason(StrEnum):
     # API keys
     INVALID_API_KEY = "invalid_api_key"
     API_KEY_EXPIRED = "api_key_expired"
+    # DPoP proofs (RFC 9449 §4.3, §7): InvalidDPoPProofError unless noted
+    DPOP_MISSING = "dpop_missing"
+    DPOP_MULTIPLE = "dpop_multiple"
+    DPOP_MALFORMED = "dpop_malformed"
+    DPOP_WRONG_TYPE = "dpop_wrong_type"
+    DPOP_UNSUPPORTED_ALGORITHM = "dpop_unsupported_algorithm"
+    DPOP_UNSUPPORTED_HEADER = "dpop_unsupported_header"
+    DPOP_BAD_KEY = "dpop_bad_key"
+    DPOP_BAD_SIGNATURE = "dpop_bad_signature"
+    DPOP_METHOD_MISMATCH = "dpop_method_mismatch"
+    DPOP_URL_MISMATCH = "dpop_url_mismatch"
+    DPOP_IAT_OUT_OF_WINDOW = "dpop_iat_out_of_window"
+    DPOP_ATH_MISMATCH = "dpop_ath_mismatch"
+    DPOP_REPLAYED = "dpop_replayed"  # by the replay store, which the shell asks
+    DPOP_NONCE = "dpop_nonce"  # UseDPoPNonceError: missing, stale or forged nonce
+    # The token's binding to the proof's key (RFC 9449 §6, §7.1): InvalidTokenError
+    DPOP_NOT_BOUND = "dpop_not_bound"
+    DPOP_KEY_MISMATCH = "dpop_key_mismatch"
 
 
 class ConfigurationError(ValueError):
@@ -195,6 +215,8 @@ class TemporarilyUnavailableError(AuthError):
 # that nothing can break out of the header: printable ASCII without '"' and '\'.
 _QUOTABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# RFC 9449 §8.1 NQCHAR, the characters of a DPoP nonce: the set of a scope-token.
+_NQCHARS = _SCOPE_TOKEN
 
 
 def is_scope_token(value: str) -> bool:
@@ -232,3 +254,85 @@ def render_challenge(
     if scopes:
         params.append(f'scope="{" ".join(scopes)}"')
     return "Bearer " + ", ".join(params) if params else "Bearer"
+
+
+# --- DPoP (RFC 9449) -----------------------------------------------------------------------
+
+
+class InvalidDPoPProofError(AuthError):
+    """The DPoP proof is missing, malformed, stale, replayed or for another request.
+
+    Rendered as a ``DPoP`` challenge (RFC 9449 §7.1, §12.2 ``invalid_dpop_proof``).
+    """
+
+    error = "invalid_dpop_proof"
+    status_code = 401
+    _default_description = "The DPoP proof is invalid"
+    _descriptions: ClassVar[dict[Reason, str]] = {
+        Reason.DPOP_MISSING: "A DPoP proof is required",
+    }
+
+    def www_authenticate(
+        self,
+        realm: str | None = None,
+        *,
+        scope: Iterable[str] = (),
+        resource_metadata: str | None = None,
+    ) -> str:
+        return render_dpop_challenge(
+            realm=realm,
+            error=self.error,
+            description=self.description,
+            scope=scope,
+            resource_metadata=resource_metadata,
+        )
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """The proof lacks the server's current nonce: retry with the one in ``DPoP-Nonce``.
+
+    RFC 9449 §9: a ``DPoP`` challenge with ``use_dpop_nonce`` and the fresh nonce in the
+    ``DPoP-Nonce`` response header. ``nonce`` is public (any client may ask for one).
+    """
+
+    error = "use_dpop_nonce"
+    # The words of RFC 9449 §9, Figure 24.
+    _default_description = "Resource server requires nonce in DPoP proof"
+    _descriptions: ClassVar[dict[Reason, str]] = {}
+
+    def __init__(self, reason: Reason = Reason.DPOP_NONCE, nonce: str | None = None) -> None:
+        super().__init__(reason)
+        self.nonce = nonce
+
+    def headers(self, realm: str | None = None, **challenge: Any) -> dict[str, str]:
+        headers = {"WWW-Authenticate": self.www_authenticate(realm, **challenge)}
+        # RFC 9449 §8.1: nonce = 1*NQCHAR; anything else would not survive the header.
+        if self.nonce is not None and _NQCHARS.fullmatch(self.nonce):
+            headers["DPoP-Nonce"] = self.nonce
+        return headers
+
+
+def render_dpop_challenge(
+    *,
+    realm: str | None = None,
+    error: str | None = None,
+    description: str | None = None,
+    scope: Iterable[str] = (),
+    algs: Iterable[str] = (),
+    resource_metadata: str | None = None,
+) -> str:
+    """Render a ``DPoP`` challenge (RFC 9449 §7.1): the parameters of the ``Bearer`` one, and
+    ``algs``, the proof algorithms the server accepts; values that are not legal are left out.
+
+    >>> render_dpop_challenge(error="invalid_dpop_proof", algs=["ES256", "PS256"])
+    'DPoP error="invalid_dpop_proof", algs="ES256 PS256"'
+    """
+    bearer = render_challenge(realm=realm, error=error, description=description, scope=scope)
+    params = [bearer.removeprefix("Bearer ")] if bearer != "Bearer" else []
+    # RFC 9728 §5.1: the metadata parameter goes with any scheme.
+    if resource_metadata is not None and is_quotable(resource_metadata):
+        params.append(f'resource_metadata="{resource_metadata}"')
+    tokens = [alg for alg in _scope_list(algs) if is_scope_token(alg)]  # token names, like scopes
+    if tokens:
+        params.append(f'algs="{" ".join(tokens)}"')
+    return "DPoP " + ", ".join(params) if params else "DPoP"

@@ -288,3 +288,28 @@ _ROCA_MASKS = [(p, _subgroup_mask(p)) for p in _primes_below(168)[1:]]
 def has_roca_fingerprint(modulus: int) -> bool:
     """Whether an RSA modulus was made by the flawed Infineon generator (CVE-2017-15361)."""
     return all(mask >> (modulus % prime) & 1 for prime, mask in _ROCA_MASKS)
+
+
+# --- one key that arrives with a request -----------------------------------------------
+
+
+class ImportedKey(NamedTuple):
+    """A usable public key: its ``kid``, RFC 7638 SHA-256 thumbprint and verifiers by ``alg``."""
+
+    kid: str | None
+    thumbprint: str
+    verifiers: dict[str, Verifier]
+
+
+def import_public_jwk(jwk: object, algorithms: frozenset[str]) -> ImportedKey | str:
+    """Import one JWK by exactly the rules of the issuer's key set, or say why it is refused.
+
+    For keys that come from anyone, such as the ``jwk`` of a DPoP proof (RFC 9449 §4.2): they
+    get every check a key set entry gets (kty, ``use``, ``key_ops``, ``alg``, curve, key size,
+    known-weak keys), because both paths run the one function that holds those rules.
+    """
+    try:
+        imported = _import_key(jwk, algorithms)
+    except Exception:  # a hostile key can make any importer raise anything
+        return "malformed"
+    return imported if isinstance(imported, str) else ImportedKey(*imported)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import secrets
 import socket
@@ -24,15 +25,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote_plus
+from urllib.parse import parse_qs, unquote_plus, urlsplit, urlunsplit
 
 import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 
-__all__ = ["LocalIssuer", "SigningKey", "b64url", "serve_asgi", "serve_wsgi", "sign_compact"]
+__all__ = [
+    "DPoPKey",
+    "LocalIssuer",
+    "SigningKey",
+    "b64url",
+    "make_proof",
+    "serve_asgi",
+    "serve_wsgi",
+    "sign_compact",
+]
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -106,6 +117,91 @@ class SigningKey:
         return sign_compact(header, payload, self.private, self.alg)
 
 
+class DPoPKey(SigningKey):
+    """A client's DPoP key pair: makes proofs as a client library does (RFC 9449 §4).
+
+    >>> key = DPoPKey()
+    >>> proof = key.proof("GET", "https://api.test/items?page=2", access_token=token)
+    >>> issuer.token(cnf={"jkt": key.jkt})                      # a token bound to the key
+    """
+
+    def __init__(self, alg: str = "ES256", *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(alg, kid="dpop", bits=2048)
+        self.clock = clock
+        # The public key only, required members only: what a client puts in a proof header.
+        self.public_jwk: dict[str, Any] = {
+            name: self.jwk[name] for name in ("kty", "crv", "x", "y", "n", "e") if name in self.jwk
+        }
+        self.jkt: str = JWKRegistry.import_key(self.public_jwk).thumbprint()
+        """The key's RFC 7638 SHA-256 thumbprint: ``cnf.jkt`` of the tokens bound to it."""
+
+    def proof(self, method: str, url: str, **options: Any) -> str:
+        """A proof for one request; see :func:`make_proof` for the ``options``."""
+        return make_proof(self, method, url, **options)
+
+
+def make_proof(
+    key: DPoPKey,
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    nonce: str | None = None,
+    iat: float | None = None,
+    jti: str | None = None,
+    header: Mapping[str, Any] | None = None,
+    claims: Mapping[str, Any] | None = None,
+) -> str:
+    """A DPoP proof JWT for one request (RFC 9449 §4.2), signed by ``key``.
+
+    ``htu`` is ``url`` without query and fragment; ``ath`` is set when ``access_token`` is
+    given; ``iat`` defaults to the key's clock, ``jti`` to 128 random bits. ``header`` and
+    ``claims`` entries override (``None`` removes one), for hostile tests.
+    """
+    parts = urlsplit(url)
+    full_header = {"typ": "dpop+jwt", "alg": key.alg, "jwk": key.public_jwk, **(header or {})}
+    payload: dict[str, Any] = {
+        "jti": jti if jti is not None else secrets.token_urlsafe(16),
+        "htm": method,
+        "htu": urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+        "iat": int(key.clock()) if iat is None else iat,
+    }
+    if access_token is not None:
+        payload["ath"] = b64url(hashlib.sha256(access_token.encode("ascii")).digest())
+    if nonce is not None:
+        payload["nonce"] = nonce
+    payload.update(claims or {})
+    return key.sign(
+        {name: value for name, value in full_header.items() if value is not None},
+        {name: value for name, value in payload.items() if value is not None},
+    )
+
+
+def _proof_thumbprint(proof: str, method: str, url: str) -> str | None:
+    """The thumbprint of a proof's key if its signature verifies (by joserfc's algorithms,
+    independently of oauth_shield) and it names ``method`` and ``url``; for the test
+    authorization server."""
+    try:
+        head, payload, signature = (_b64url_decode(part) for part in proof.split("."))
+        header, claims = json.loads(head), json.loads(payload)
+        key = JWKRegistry.import_key(header["jwk"])
+        # The model itself: the registry's lookup warns about "EdDSA" (RFC 9864).
+        verified = JWSRegistry.algorithms[header["alg"]].verify(
+            proof.rsplit(".", 1)[0].encode(), signature, key
+        )
+    except Exception:
+        return None
+    if not verified or header.get("typ") != "dpop+jwt":
+        return None
+    return (
+        str(key.thumbprint()) if (claims.get("htm"), claims.get("htu")) == (method, url) else None
+    )
+
+
+def _b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
 class LocalIssuer:
     """An in-memory authorization server. Not for production: it trusts every caller."""
 
@@ -166,6 +262,12 @@ class LocalIssuer:
         self.minted[token] = payload
         return token
 
+    def dpop_token(self, key: DPoPKey, *, opaque: bool = False, **claims: Any) -> str:
+        """A token bound to ``key`` (``cnf.jkt``, RFC 9449 §6): a JWT, or an opaque token whose
+        introspection answer carries the ``cnf`` (RFC 9449 §6.2)."""
+        bound = {"cnf": {"jkt": key.jkt}, **claims}
+        return self.opaque_token(**bound) if opaque else self.token(**bound)
+
     def opaque_token(self, **claims: Any) -> str:
         """An opaque token that introspects as active with these claims."""
         token = secrets.token_urlsafe(32)
@@ -225,9 +327,15 @@ class LocalIssuer:
             claims |= {"sub": subject.get("sub"), "act": {"sub": client_id}}
         elif grant != "client_credentials":
             return httpx.Response(400, json={"error": "unsupported_grant_type"})
+        token_type = "Bearer"
+        if "DPoP" in request.headers:  # RFC 9449 §5: a proof binds the token to its key
+            jkt = _proof_thumbprint(request.headers["DPoP"], "POST", f"{self.issuer}/token")
+            if jkt is None:
+                return httpx.Response(400, json={"error": "invalid_dpop_proof"})
+            claims["cnf"], token_type = {"jkt": jkt}, "DPoP"
         token = self.token(**claims)
         expires_in = self.minted[token]["exp"] - int(self.clock())
-        answer = {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
+        answer = {"access_token": token, "token_type": token_type, "expires_in": expires_in}
         if grant != "client_credentials":
             answer["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
         return httpx.Response(200, json=answer)
@@ -254,6 +362,7 @@ class LocalIssuer:
             "jwks_uri": f"{self.issuer}/jwks",
             "introspection_endpoint": f"{self.issuer}/introspect",
             "token_endpoint": f"{self.issuer}/token",
+            "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
         }
 
     def transport(self) -> httpx.MockTransport:

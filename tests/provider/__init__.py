@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import httpx
 
@@ -31,11 +31,26 @@ __all__ = ["API_AUDIENCE", "CLIENT_IDS", "OTHER_AUDIENCE", "OIDCProvider"]
 API_AUDIENCE = "https://api.example.test"
 OTHER_AUDIENCE = "https://other.example.test"
 #: Clients server.mjs knows: RS256 / ES256 / opaque / 2-second RS256 tokens for
-#: API_AUDIENCE, and the API's own credentials for the introspection endpoint.
-CLIENT_IDS = ("client-rs256", "client-es256", "client-opaque", "client-short", "resource-server")
+#: API_AUDIENCE, DPoP-bound ES256 JWTs / opaque tokens (RFC 9449), and the API's own
+#: credentials for the introspection endpoint.
+CLIENT_IDS = (
+    "client-rs256",
+    "client-es256",
+    "client-opaque",
+    "client-short",
+    "client-dpop",
+    "client-dpop-opaque",
+    "resource-server",
+)
 
 PROVIDER_DIR = Path(__file__).resolve().parent
 START_TIMEOUT = 30.0
+
+
+class ProofMaker(Protocol):
+    """A DPoP key as ``oauth_shield.testing.DPoPKey`` is one (named here without importing)."""
+
+    def proof(self, method: str, url: str) -> str: ...
 
 
 class OIDCProvider:
@@ -210,6 +225,25 @@ class OIDCProvider:
         """
         data = {"grant_type": "client_credentials", "resource": resource, "scope": scope}
         return str(self._post("/token", client_id=client_id, data=data).json()["access_token"])
+
+    def dpop_token(
+        self,
+        key: ProofMaker,
+        client_id: str = "client-dpop",
+        *,
+        resource: str = API_AUDIENCE,
+        scope: str = "read",
+    ) -> dict[str, Any]:
+        """Client credentials with a DPoP proof by ``key`` (RFC 9449 §5): the token response,
+        whose ``access_token`` is bound to the key and whose ``token_type`` is ``DPoP``.
+
+        ``client-dpop`` gets an ES256 JWT with ``cnf.jkt``; ``client-dpop-opaque`` an opaque
+        token whose introspection answer carries ``cnf.jkt``.
+        """
+        data = {"grant_type": "client_credentials", "resource": resource, "scope": scope}
+        proof = key.proof("POST", f"{self.issuer}/token")
+        resp = self._post("/token", client_id=client_id, data=data, headers={"DPoP": proof})
+        return dict(resp.json())
 
     def introspect(self, token: str, client_id: str = "resource-server") -> dict[str, Any]:
         """RFC 7662 introspection, by default with the API's own credentials."""

@@ -38,6 +38,9 @@ const CLIENT_PROFILES = {
   'client-es256': { format: 'jwt', alg: 'ES256', ttl: DEFAULT_TTL },
   'client-opaque': { format: 'opaque', ttl: DEFAULT_TTL },
   'client-short': { format: 'jwt', alg: 'RS256', ttl: SHORT_TTL },
+  // DPoP-bound tokens only (RFC 9449): the token request must carry a DPoP proof.
+  'client-dpop': { format: 'jwt', alg: 'ES256', ttl: DEFAULT_TTL, dpop: true },
+  'client-dpop-opaque': { format: 'opaque', ttl: DEFAULT_TTL, dpop: true },
   'resource-server': { format: 'opaque', ttl: DEFAULT_TTL },
 };
 const INTROSPECTOR = 'resource-server';
@@ -176,6 +179,8 @@ function buildProvider() {
   const p = new Provider(issuer, {
     adapter: SharedMemoryAdapter,
     jwks: { keys },
+    // The proof algorithms oauth_shield accepts by default (oidc-provider: ES256, EdDSA).
+    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'] },
     clients: Object.keys(CLIENT_PROFILES).map((clientId) => ({
       client_id: clientId,
       client_secret: secrets[clientId],
@@ -183,6 +188,7 @@ function buildProvider() {
       grant_types: ['client_credentials'],
       redirect_uris: [],
       response_types: [],
+      dpop_bound_access_tokens: CLIENT_PROFILES[clientId].dpop === true,
     })),
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
     clientBasedCORS: () => false,
@@ -193,6 +199,9 @@ function buildProvider() {
       pushedAuthorizationRequests: { enabled: false },
       userinfo: { enabled: false },
       clientCredentials: { enabled: true },
+      // A proof at the token endpoint binds the token to its key: cnf.jkt in the JWT, and in
+      // the introspection answer of an opaque token (RFC 9449 §6). No nonces.
+      dPoP: { enabled: true },
       introspection: {
         enabled: true,
         // The API (resource-server) may introspect anyone's token; other

@@ -1,0 +1,81 @@
+"""Proofs already used, so that none is accepted twice (RFC 9449 §11.1).
+
+Theory of operation:
+
+- A store answers one question, atomically: "is this the first use of ``key``?" and, if so,
+  remembers ``key`` until ``expires_at`` (wall-clock seconds: the end of the proof's ``iat``
+  window, after which ``check_proof`` refuses the proof anyway, so forgetting it is safe).
+- Keys are digests (``Proof.replay_key``: SHA-256 over the proof key's thumbprint and the
+  ``jti``), never a proof or a token, so a store's contents and its keys leak nothing.
+- :class:`ReplayStore` is the async interface. A shared store (Redis: one ``SET key NX
+  PXAT expires_at`` per proof) implements it so that a proof replayed to another worker is
+  refused too; :class:`MemoryReplayStore` is the per-process one.
+- The memory store is bounded. Expired entries go first, in order of expiry; when it is full
+  of live ones, the one expiring soonest is dropped to make room, and :attr:`evicted` counts
+  it (the shell logs the first one). A proof dropped that way could be replayed until its own
+  expiry: size the store for the peak rate of proofs times the window
+  (docs/dpop.md#the-replay-store).
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from typing import Protocol
+
+from ._clock import Clock, SystemClock
+from ._config import check_count
+
+#: About 200 bytes an entry, so 20 MiB; with a 60 s window, room for ~1600 proofs a second.
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+class ReplayStore(Protocol):
+    """Where the proofs already used are remembered."""
+
+    async def first_use(self, key: bytes, expires_at: float) -> bool:
+        """True, and remember ``key`` until ``expires_at``, if ``key`` was not seen before
+        (or has expired); False if it is a replay. Atomic with respect to other callers."""
+        ...
+
+
+class MemoryReplayStore:
+    """A bounded in-process :class:`ReplayStore`; thread-safe, so the sync facade may share it.
+
+    >>> store = MemoryReplayStore()
+    >>> store.check(b"digest", expires_at=160.0, now=100.0)
+    True
+    >>> store.check(b"digest", expires_at=160.0, now=101.0)
+    False
+    """
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, *, clock: Clock | None = None):
+        self.max_entries = check_count("dpop_replay_cache_size", max_entries)
+        self.evicted = 0  # live entries dropped because the store was full
+        self._clock: Clock = clock or SystemClock()
+        self._expiry: dict[bytes, float] = {}
+        self._heap: list[tuple[float, bytes]] = []  # (expires_at, key), one per entry
+        self._lock = threading.Lock()
+
+    async def first_use(self, key: bytes, expires_at: float) -> bool:
+        return self.check(key, expires_at, self._clock.time())
+
+    def check(self, key: bytes, expires_at: float, now: float) -> bool:
+        """:meth:`first_use` at the wall-clock time ``now``, without an event loop."""
+        with self._lock:
+            heap, expiry = self._heap, self._expiry
+            while heap and heap[0][0] <= now:
+                del expiry[heapq.heappop(heap)[1]]
+            if key in expiry:
+                return False
+            if expires_at <= now:  # outside every window already: nothing to remember
+                return True
+            if len(expiry) >= self.max_entries:
+                del expiry[heapq.heappop(heap)[1]]
+                self.evicted += 1
+            expiry[key] = expires_at
+            heapq.heappush(heap, (expires_at, key))
+            return True
+
+    def __len__(self) -> int:
+        return len(self._expiry)
