@@ -113,6 +113,9 @@ class SharedMemoryAdapter {
   key(id) { return `${this.model}:${id}`; }
 
   async upsert(id, payload, expiresIn) {
+    // A registered client may ask for any supported scope later: an MCP client registers
+    // with the scopes of its first challenge, then steps up to more.
+    if (this.model === 'Client') delete payload.scope;
     sset(this.key(id), payload, expiresIn);
     if (payload.grantId) {
       const grantKey = `grant:${payload.grantId}`;
