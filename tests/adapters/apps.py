@@ -7,7 +7,7 @@ Routes: ``GET/POST /items`` (scope ``read``), ``GET /admin`` (scope ``admin``), 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import flask_oauth_shield
 import quart_oauth_shield
@@ -83,7 +83,7 @@ def flask_app(*, debug: bool = False, **options: Any) -> Flask:
 
 
 def asgi_app(
-    *, debug: bool = False, allow_query_token: bool = False, **options: Any
+    *, debug: bool = False, allow_query_token: bool = False, resource: Any = None, **options: Any
 ) -> BearerAuthMiddleware:
     async def protected(request: Request) -> JSONResponse:
         assert request.state.access_token is request.auth
@@ -105,6 +105,7 @@ def asgi_app(
         public=["/open"],
         realm=REALM,
         allow_query=allow_query_token,
+        resource=resource,
     )
 
 
@@ -113,15 +114,15 @@ def fastapi_app(*, debug: bool = False, **options: Any) -> FastAPI:
     app = shield.init_app(FastAPI(debug=debug))
 
     @app.api_route("/items", methods=["GET", "POST"])
-    async def items(token: Annotated[AccessToken, Security(shield, scopes=["read"])]) -> Any:
+    async def items(token: AccessToken = Security(shield, scopes=["read"])) -> Any:
         return {"sub": token.subject, "client": token.client_id}
 
     @app.get("/admin")
-    async def admin(token: Annotated[AccessToken, Security(shield, scopes=["admin"])]) -> Any:
+    async def admin(token: AccessToken = Security(shield, scopes=["admin"])) -> Any:
         return {"sub": token.subject}
 
     @app.get("/any")
-    def any_token(token: Annotated[AccessToken, Security(shield)]) -> Any:  # a sync route
+    def any_token(token: AccessToken = Security(shield)) -> Any:  # a sync route
         return {"sub": token.subject}
 
     @app.get("/open")
