@@ -270,7 +270,7 @@ def render_challenge(
             params.append(f'{name}="{value}"')
     scopes = [s for s in _scope_list(scope) if is_scope_token(s)]
     if scopes:
-        params.append(f'scope="{" ".join(sorted(scopes))}"')
+        params.append(f'scope="{" ".join(scopes)}"')
     if resource_metadata is not None and is_quotable(resource_metadata):
         params.append(f'resource_metadata="{resource_metadata}"')
     return "Bearer " + ", ".join(params) if params else "Bearer"

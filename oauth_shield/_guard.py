@@ -198,7 +198,7 @@ class Guard:
         return error_response(
             error,
             self.settings.realm,
-            scope=required_scopes(scopes) if self._challenge_scope else (),
+            scope=sorted(required_scopes(scopes)) if self._challenge_scope else (),
             resource_metadata=self._metadata_url,
         )
 
