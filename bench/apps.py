@@ -1,5 +1,8 @@
 """The benchmark's APIs: one view, served three times: unprotected, by oauth_shield, by a peer.
 
+FastAPI's third route is not a peer but oauth_shield's ASGI middleware in front of the same
+view, so that the ``Security`` dependency is compared with the middleware in one run.
+
 Configured from OAUTH_SHIELD_* variables like the examples. Served by bench/throughput.py (and
 bench/resilience.py, which uses ``quart_timed``).
 
@@ -25,11 +28,15 @@ import flask_oauth_shield  # type: ignore[import-untyped,unused-ignore]
 import httpx
 import quart
 import quart_oauth_shield  # type: ignore[import-untyped,unused-ignore]
+from fastapi import FastAPI, Security
 from flask import Flask
 from joserfc.errors import JoseError
 from quart import Quart
 
 from bench.peers import SCOPE, InsufficientScopeError, JoserfcKeys, PeerError
+from oauth_shield import AccessToken, TokenValidator
+from oauth_shield.asgi import BearerAuthMiddleware
+from oauth_shield.fastapi import FastAPIShield
 
 CONFIG = {k: v for k, v in os.environ.items() if k.startswith("OAUTH_SHIELD_")}
 BODY = {"items": ["a", "b", "c"]}
@@ -105,7 +112,11 @@ async def quart_items() -> Items:
     return BODY
 
 
-quart_app.add_url_rule("/unprotected", "unprotected", quart_items)
+async def quart_unprotected() -> Items:  # not quart_items: require() refuses a routed view
+    return BODY
+
+
+quart_app.add_url_rule("/unprotected", "unprotected", quart_unprotected)
 quart_app.add_url_rule("/protected", "protected", quart_shield.require(SCOPE)(quart_items))
 quart_app.add_url_rule("/peer", "peer", quart_peer_required(quart_items))
 
@@ -137,6 +148,42 @@ def flask_items() -> Items:
     return BODY
 
 
-flask_app.add_url_rule("/unprotected", "unprotected", flask_items)
+def flask_unprotected() -> Items:  # not flask_items: require() refuses a routed view
+    return BODY
+
+
+flask_app.add_url_rule("/unprotected", "unprotected", flask_unprotected)
 flask_app.add_url_rule("/protected", "protected", flask_shield.require(SCOPE)(flask_items))
 flask_app.add_url_rule("/peer", "peer", flask_peer_required(flask_items))
+
+
+fastapi_inner = FastAPI()
+fastapi_shield = FastAPIShield()  # OAUTH_SHIELD_* from the environment
+fastapi_shield.init_app(fastapi_inner)
+
+
+@fastapi_inner.get("/unprotected")
+async def fastapi_unprotected() -> Items:
+    return BODY
+
+
+@fastapi_inner.get("/protected")
+async def fastapi_protected(token: AccessToken = Security(fastapi_shield, scopes=[SCOPE])) -> Items:
+    return BODY
+
+
+@fastapi_inner.get("/middleware")
+async def fastapi_behind_middleware() -> Items:
+    return BODY
+
+
+_middleware = BearerAuthMiddleware(
+    fastapi_inner, validator=TokenValidator.from_env(), scopes=[SCOPE]
+)
+
+
+async def fastapi_app(scope: Any, receive: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+    """The FastAPI app; ``/middleware`` reaches it through ``BearerAuthMiddleware``."""
+    if scope["type"] == "http" and scope["path"] == "/middleware":
+        return await _middleware(scope, receive, send)
+    return await fastapi_inner(scope, receive, send)

@@ -1,13 +1,13 @@
 """Requests per second of a route protected by oauth_shield, unprotected, and by the best peer.
 
-Each framework's app (bench/apps.py) runs in its own process, one worker: Quart under uvicorn,
-Flask under gunicorn (gthread, 4 threads). It serves one view three times: ``/unprotected``,
-``/protected`` (oauth_shield's extension, scope ``read``) and ``/peer`` (the best peer
-arrangement from bench/tokens.py: joserfc with a hand-written key cache, as a decorator; see
-bench/apps.py). wrk (Debian's package) loads it with one thread and 16 connections for
-``seconds``; the three routes alternate, in a fresh random order each round, for ``rounds``
-rounds on the same server. The token is the same valid one every time (the steady state of a
-client session); every route is checked to answer 200 with it before timing.
+Each framework's app (bench/apps.py) runs in its own process, one worker: Quart and FastAPI
+under uvicorn, Flask under gunicorn (gthread, 4 threads). It serves one view three times:
+``/unprotected``, ``/protected`` (oauth_shield's extension, scope ``read``) and ``/peer``
+(the best peer arrangement from bench/tokens.py: joserfc with a hand-written key cache, as a
+decorator; see bench/apps.py). wrk (Debian's package) loads it with one thread and 16
+connections for ``seconds``; the three routes alternate, in a fresh random order each round,
+for ``rounds`` rounds on the same server. The token is the same valid one every time (the
+steady state of a client session); every route is checked to answer 200 with it before timing.
 
 Per route: requests per second, p50 and p99 latency as wrk saw them, and the server's CPU time
 per request. Two ratios per pair of routes and per round, medians reported:
@@ -17,7 +17,9 @@ per request. Two ratios per pair of routes and per round, medians reported:
   server compete for the cores with each other and with other tenants, this is the stable one;
   both are reported.
 Pairs: ``protected/unprotected`` (the cost of protection, at most 1) and ``protected/peer``
-(above 1: oauth_shield serves more requests than the peer).
+(above 1: oauth_shield serves more requests than the peer). FastAPI's third route is
+``/middleware``, the same view behind ``BearerAuthMiddleware``: ``protected/middleware`` near 1
+says the dependency costs what the middleware does.
 """
 
 from __future__ import annotations
@@ -47,6 +49,17 @@ SERVERS = {
         "-m",
         "uvicorn",
         "bench.apps:quart_app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ],
+    "fastapi": lambda port: [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.apps:fastapi_app",
         "--port",
         str(port),
         "--log-level",
@@ -140,6 +153,9 @@ def _ms(text: str) -> float:
 
 ROUTES = ("unprotected", "protected", "peer")
 PAIRS = (("protected", "unprotected"), ("protected", "peer"))
+#: FastAPI compares its Security dependency with the ASGI middleware in front of the same view.
+FRAMEWORK_ROUTES = {"fastapi": ("unprotected", "protected", "middleware")}
+FRAMEWORK_PAIRS = {"fastapi": (("protected", "unprotected"), ("protected", "middleware"))}
 
 
 def _ratios(runs: dict[str, list[dict[str, float]]], a: str, b: str) -> dict[str, float]:
@@ -164,14 +180,16 @@ def suite(*, rounds: int = 11, seconds: int = 2) -> dict[str, Any]:
         token = issuer.token(scope="read", exp=int(time.time()) + 3600)
         auth = {"Authorization": f"Bearer {token}"}
         for framework in SERVERS:
+            routes = FRAMEWORK_ROUTES.get(framework, ROUTES)
+            pairs = FRAMEWORK_PAIRS.get(framework, PAIRS)
             with server(framework, issuer) as (url, pid):
-                for route in ROUTES:
+                for route in routes:
                     status = httpx.get(f"{url}/{route}", headers=auth).status_code
                     if status != 200:
                         raise SystemExit(f"{framework} /{route} answered {status} to a valid token")
-                runs: dict[str, list[dict[str, float]]] = {route: [] for route in ROUTES}
+                runs: dict[str, list[dict[str, float]]] = {route: [] for route in routes}
                 for _ in range(rounds):
-                    order = list(ROUTES)
+                    order = list(routes)
                     rng.shuffle(order)
                     for route in order:
                         runs[route].append(measured(f"{url}/{route}", pid, seconds, auth))
@@ -181,5 +199,5 @@ def suite(*, rounds: int = 11, seconds: int = 2) -> dict[str, Any]:
                     for key in values[0]
                 }
                 for route, values in runs.items()
-            } | {"ratios": {f"{a}/{b}": _ratios(runs, a, b) for a, b in PAIRS}}
+            } | {"ratios": {f"{a}/{b}": _ratios(runs, a, b) for a, b in pairs}}
     return results

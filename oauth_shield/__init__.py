@@ -20,6 +20,7 @@ from ._errors import (
     TemporarilyUnavailableError,
     render_challenge,
 )
+from ._resource import ProtectedResource
 from ._secret import Secret
 from ._sync import SyncTokenValidator
 from ._token import AccessToken
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidTokenError",
     "IssuerUnavailableError",
     "MissingTokenError",
+    "ProtectedResource",
     "Reason",
     "Secret",
     "SyncTokenValidator",

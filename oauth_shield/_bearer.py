@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal, NamedTuple
 from urllib.parse import parse_qs
 
@@ -204,10 +204,20 @@ class ErrorResponse(NamedTuple):
     body: bytes
 
 
-def error_response(error: AuthError, realm: str | None = None) -> ErrorResponse:
-    """Status, headers and JSON body answering ``error`` (RFC 6750 §3); the same everywhere."""
+def error_response(
+    error: AuthError,
+    realm: str | None = None,
+    *,
+    scope: Iterable[str] = (),
+    resource_metadata: str | None = None,
+) -> ErrorResponse:
+    """Status, headers and JSON body answering ``error`` (RFC 6750 §3); the same everywhere.
+
+    :param scope: the scopes the resource requires, for a ``401`` challenge.
+    :param resource_metadata: the URL of the RFC 9728 metadata, for every challenge (§5.1).
+    """
     headers = {
-        **error.headers(realm),
+        **error.headers(realm, scope=scope, resource_metadata=resource_metadata),
         "Content-Type": "application/json",
         "Cache-Control": "no-store",
     }

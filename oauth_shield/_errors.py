@@ -124,13 +124,37 @@ class AuthError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason={self.reason.value!r})"
 
-    def www_authenticate(self, realm: str | None = None) -> str:
-        """The ``WWW-Authenticate`` header value for this error (RFC 6750 §3)."""
-        return render_challenge(realm=realm, error=self.error, description=self.description)
+    def www_authenticate(
+        self,
+        realm: str | None = None,
+        *,
+        scope: Iterable[str] = (),
+        resource_metadata: str | None = None,
+    ) -> str:
+        """The ``WWW-Authenticate`` header value for this error (RFC 6750 §3).
 
-    def headers(self, realm: str | None = None) -> dict[str, str]:
+        :param scope: the scopes the resource requires, named in a ``401`` challenge so the
+            client can ask for them (RFC 6750 §3); other statuses leave them out.
+        :param resource_metadata: the URL of the API's RFC 9728 metadata (§5.1).
+        """
+        return render_challenge(
+            realm=realm,
+            error=self.error,
+            description=self.description,
+            scope=scope if self.status_code == 401 else (),
+            resource_metadata=resource_metadata,
+        )
+
+    def headers(
+        self,
+        realm: str | None = None,
+        *,
+        scope: Iterable[str] = (),
+        resource_metadata: str | None = None,
+    ) -> dict[str, str]:
         """All response headers this error calls for."""
-        return {"WWW-Authenticate": self.www_authenticate(realm)}
+        challenge = self.www_authenticate(realm, scope=scope, resource_metadata=resource_metadata)
+        return {"WWW-Authenticate": challenge}
 
     def body(self) -> dict[str, str]:
         """A small JSON body for the response, with the same fixed, safe words."""
@@ -146,8 +170,14 @@ class MissingTokenError(AuthError):
     status_code = 401
     _default_description = "Authentication required"
 
-    def www_authenticate(self, realm: str | None = None) -> str:
-        return render_challenge(realm=realm)
+    def www_authenticate(
+        self,
+        realm: str | None = None,
+        *,
+        scope: Iterable[str] = (),
+        resource_metadata: str | None = None,
+    ) -> str:
+        return render_challenge(realm=realm, scope=scope, resource_metadata=resource_metadata)
 
 
 class InvalidRequestError(AuthError):
@@ -190,9 +220,21 @@ class InsufficientScopeError(AuthError):
     def __repr__(self) -> str:
         return f"InsufficientScopeError(scopes={self.scopes!r})"
 
-    def www_authenticate(self, realm: str | None = None) -> str:
+    def www_authenticate(
+        self,
+        realm: str | None = None,
+        *,
+        scope: Iterable[str] = (),
+        resource_metadata: str | None = None,
+    ) -> str:
+        # Every scope the operation needs, not only the missing ones: the client asks for a
+        # new token carrying all of them (step-up), and a token replaces, never adds.
         return render_challenge(
-            realm=realm, error=self.error, description=self.description, scope=self.scopes
+            realm=realm,
+            error=self.error,
+            description=self.description,
+            scope=self.scopes,
+            resource_metadata=resource_metadata,
         )
 
 
@@ -207,8 +249,15 @@ class TemporarilyUnavailableError(AuthError):
         super().__init__(reason)
         self.retry_after = int(min(max(retry_after, 1), 3600)) if math.isfinite(retry_after) else 5
 
-    def headers(self, realm: str | None = None) -> dict[str, str]:
-        return {**super().headers(realm), "Retry-After": str(self.retry_after)}
+    def headers(
+        self,
+        realm: str | None = None,
+        *,
+        scope: Iterable[str] = (),
+        resource_metadata: str | None = None,
+    ) -> dict[str, str]:
+        found = super().headers(realm, scope=scope, resource_metadata=resource_metadata)
+        return {**found, "Retry-After": str(self.retry_after)}
 
 
 # RFC 6749 §A.7 (error_description) and §A.4 (scope-token), applied to every quoted value so
@@ -240,8 +289,11 @@ def render_challenge(
     error: str | None = None,
     description: str | None = None,
     scope: Iterable[str] = (),
+    resource_metadata: str | None = None,
 ) -> str:
     """Render a ``Bearer`` challenge (RFC 6750 §3); values that are not legal are left out.
+
+    ``resource_metadata`` is the URL of the API's protected resource metadata (RFC 9728 §5.1).
 
     >>> render_challenge(realm="api", error="invalid_token", description="Expired")
     'Bearer realm="api", error="invalid_token", error_description="Expired"'
@@ -253,6 +305,8 @@ def render_challenge(
     scopes = [s for s in _scope_list(scope) if is_scope_token(s)]
     if scopes:
         params.append(f'scope="{" ".join(scopes)}"')
+    if resource_metadata is not None and is_quotable(resource_metadata):
+        params.append(f'resource_metadata="{resource_metadata}"')
     return "Bearer " + ", ".join(params) if params else "Bearer"
 
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar, Unpack
 from ._arguments import ValidatorOverrides
 from ._claims import required_scopes
 from ._errors import ConfigurationError
-from ._guard import Guard
+from ._guard import Guard, ResourceOption
 from ._sync import SyncTokenValidator
 from ._validator import TokenValidator
 from .apikeys import APIKeyStore
@@ -35,6 +35,9 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 #: Where each app keeps its guard (``app.extensions[EXTENSION]``).
 EXTENSION = "oauth_shield"
+
+#: The endpoint that serves the RFC 9728 metadata, without authentication.
+METADATA_ENDPOINT = "oauth_shield_protected_resource"
 
 _ORDER_TRAP = (
     "@shield.require() was applied above the route decorator of view {name!r}, so the "
@@ -58,9 +61,11 @@ class ShieldExtension:
         api_keys: APIKeyStore | None = None,
         api_key_header: str | None = None,
         check_at_startup: bool | None = None,
+        resource: ResourceOption = None,
         **validator_options: Unpack[ValidatorOverrides],
     ) -> None:
         self._validator_options = validator_options
+        self._resource = resource
         self._adapter_options = {
             "realm": realm,
             "allow_query_token": allow_query_token,
@@ -81,11 +86,24 @@ class ShieldExtension:
             raise RuntimeError("oauth_shield is already registered on this app")
         # A ConfigurationError names each setting as the user gave it: key or argument.
         validator = self.validator_class.from_env(app.config, **self._validator_options)
-        guard = Guard.from_config(app.config, validator, self._api_keys, **self._adapter_options)
+        guard = Guard.from_config(
+            app.config,
+            validator,
+            self._api_keys,
+            resource=self._resource,
+            **self._adapter_options,
+        )
         app.extensions[EXTENSION] = guard
         self._apps.append(app)
         self._check_api_keys()
         self._register(app, guard)
+        if guard.resource is not None:
+            app.add_url_rule(
+                guard.resource.metadata_path,
+                METADATA_ENDPOINT,
+                _metadata_view(guard),
+                methods=["GET"],
+            )
 
     def require(
         self, *scopes: str, api_keys: bool = False, exempt_options: bool = True
@@ -155,6 +173,17 @@ def _routes(app: Any, view: Callable[..., Any]) -> list[str]:
     """The endpoints of ``app`` served by exactly this function."""
     functions: Mapping[str, Any] = app.view_functions
     return [endpoint for endpoint, function in functions.items() if function is view]
+
+
+def _metadata_view(guard: Guard) -> Callable[[], tuple[bytes, int, dict[str, str]]]:
+    """The view answering the RFC 9728 document: public, like the authorization server's own
+    metadata, since a client reads it before it has a token (RFC 9728 §3)."""
+
+    def protected_resource_metadata() -> tuple[bytes, int, dict[str, str]]:
+        status, headers, body = guard.metadata()  # type: ignore[misc]  # resource is set
+        return body, status, headers
+
+    return protected_resource_metadata
 
 
 def current(store: Any, name: str, what: str) -> Any:

@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 
 from ._bearer import Credentials, ErrorResponse, credentials, error_response
 from ._claims import required_scopes
-from ._errors import AuthError, MissingTokenError, Reason
-from ._options import AdapterSettings
+from ._errors import AuthError, ConfigurationError, MissingTokenError, Reason
+from ._options import PREFIX, AdapterSettings, boolean_or_text
+from ._resource import MetadataResponse, ProtectedResource
 from ._secret import Secret
 from ._sync import SyncTokenValidator
 from ._token import AccessToken
@@ -54,11 +55,22 @@ class Identity(NamedTuple):
     bearer: Secret | None
 
 
+#: The configuration key naming the resource (a URL, or a boolean).
+RESOURCE_KEY = PREFIX + "RESOURCE"
+
+#: What adapters accept as ``resource``: a description, its identifier URL, ``True`` for
+#: one described from the validator (its audience, its issuer), or nothing.
+ResourceOption = ProtectedResource | str | bool | None
+
+
 class Guard:
-    """One application's validator, adapter settings and API keys, used per request.
+    """One application's validator, adapter settings, API keys and RFC 9728 description,
+    used per request.
 
     :param validator: a :class:`~oauth_shield.TokenValidator` (use :meth:`authenticate`) or a
         :class:`~oauth_shield.SyncTokenValidator` (use :meth:`authenticate_sync`).
+    :param resource: describe the API (RFC 9728): every refusal then names the metadata URL,
+        and the adapter serves the document at :attr:`ProtectedResource.metadata_path`.
     """
 
     def __init__(
@@ -66,10 +78,35 @@ class Guard:
         validator: TokenValidator | SyncTokenValidator,
         settings: AdapterSettings | None = None,
         api_keys: APIKeyStore | None = None,
+        resource: ResourceOption = None,
     ) -> None:
         self.validator = validator
         self.settings = settings or AdapterSettings.from_config({}, validator)
         self.api_keys = api_keys
+        self.resource = self._described(resource)
+        self._metadata_url = None if self.resource is None else self.resource.metadata_url
+        self._challenge_scope = self.resource is not None and self.resource.challenge_scope
+
+    def _described(self, resource: ResourceOption) -> ProtectedResource | None:
+        if resource is None or resource is False:
+            return None
+        if resource is True:
+            resource = ProtectedResource()
+        elif isinstance(resource, str):
+            resource = ProtectedResource(resource=resource)
+        elif not isinstance(resource, ProtectedResource):
+            raise ConfigurationError("resource must be a ProtectedResource, a URL or True")
+        methods = ["header"]
+        if self.settings.allow_form_token:
+            methods.append("body")
+        if self.settings.allow_query_token:
+            methods.append("query")
+        validator_settings = self.validator.settings
+        return resource.complete(
+            issuer=validator_settings.issuer,
+            audience=validator_settings.audience,
+            bearer_methods=methods,
+        )
 
     @classmethod
     def from_config(
@@ -81,10 +118,14 @@ class Guard:
     ) -> Guard:
         """A guard whose settings come from ``explicit`` arguments (when not ``None``), else
         ``OAUTH_SHIELD_*`` keys of ``config``, and whose API keys come from ``api_keys`` or
-        ``OAUTH_SHIELD_API_KEYS`` / ``_FILE``."""
+        ``OAUTH_SHIELD_API_KEYS`` / ``_FILE``; ``resource`` (an explicit argument) or
+        ``OAUTH_SHIELD_RESOURCE`` (a URL, or ``true`` for the audience) describes the API."""
+        resource = explicit.pop("resource", None)
+        if resource is None:
+            resource = boolean_or_text(config.get(RESOURCE_KEY), RESOURCE_KEY)
         settings = AdapterSettings.from_config(config, validator, **explicit)
         keys = api_keys if api_keys is not None else APIKeyStore.configured(config)
-        return cls(validator, settings, keys)
+        return cls(validator, settings, keys, resource)
 
     def __repr__(self) -> str:
         return f"Guard({self.validator!r}, api_keys={self.api_keys!r})"
@@ -146,6 +187,22 @@ class Guard:
             raise MissingTokenError(Reason.OTHER_SCHEME)
         return Identity(self.api_keys.validate(key, required_scopes(scopes)), None)
 
-    def refusal(self, error: AuthError) -> ErrorResponse:
-        """The status, headers and JSON body that answer ``error`` (RFC 6750 §3)."""
-        return error_response(error, self.settings.realm)
+    def refusal(self, error: AuthError, scopes: Iterable[str] | str | None = None) -> ErrorResponse:
+        """The status, headers and JSON body that answer ``error`` (RFC 6750 §3).
+
+        With a :attr:`resource`, the challenge names its metadata (RFC 9728 §5.1) and, on a
+        ``401``, the ``scopes`` the route requires (unless ``challenge_scope`` is off).
+        """
+        if self._metadata_url is None:
+            return error_response(error, self.settings.realm)
+        return error_response(
+            error,
+            self.settings.realm,
+            scope=sorted(required_scopes(scopes)) if self._challenge_scope else (),
+            resource_metadata=self._metadata_url,
+        )
+
+    def metadata(self) -> MetadataResponse | None:
+        """The answer to a request for :attr:`ProtectedResource.metadata_path`, or ``None``
+        when this guard describes no resource."""
+        return None if self.resource is None else self.resource.response()

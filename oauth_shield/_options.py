@@ -38,6 +38,14 @@ def _boolean(name: str, text: str) -> bool:
     raise ConfigurationError(f"{name} must be a boolean (true/false), not {text!r}", field=name)
 
 
+def boolean_or_text(value: Any, name: str) -> Any:
+    """A configured value that is a boolean or a text (``OAUTH_SHIELD_RESOURCE``: ``true`` or
+    a URL): boolean words become booleans, anything else is returned as it is."""
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return _boolean(name, value)
+    return value
+
+
 def _number(kind: type[int] | type[float]) -> Callable[[str, str], float]:
     def convert(name: str, text: str) -> float:
         try:
@@ -70,7 +78,7 @@ def validator_parameters(factory: Callable[..., Any]) -> dict[str, Callable[[str
 
 #: OAUTH_SHIELD_* keys read elsewhere than the validator's parameters (adapters, API keys).
 OTHER_KEYS = {"REALM", "ALLOW_QUERY_TOKEN", "ALLOW_FORM_TOKEN", "API_KEY_HEADER"}
-OTHER_KEYS |= {"CHECK_AT_STARTUP", "API_KEYS", "API_KEYS_FILE"}
+OTHER_KEYS |= {"CHECK_AT_STARTUP", "API_KEYS", "API_KEYS_FILE", "RESOURCE"}
 _warned: set[str] = set()
 
 

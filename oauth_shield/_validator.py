@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, NamedTuple, Self, Unpack
 
 import httpx
@@ -340,6 +340,19 @@ class TokenValidator:
                 raise readiness_error(
                     error, f"the introspection endpoint of {self.settings.issuer}"
                 ) from None
+
+    async def metadata(self) -> Mapping[str, Any]:
+        """The issuer's metadata (RFC 8414, OpenID Connect Discovery), as discovered and
+        checked (it names the configured issuer), read-only.
+
+        For documentation that names the issuer's endpoints, such as an OpenAPI security
+        scheme. Raises :class:`ConfigurationError` or :class:`IssuerUnavailableError` as
+        :meth:`check` does.
+        """
+        try:
+            return MappingProxyType(await self._discovery.metadata())
+        except FetchError as error:
+            raise readiness_error(error, f"the metadata of {self.settings.issuer}") from None
 
     async def __aexit__(
         self,

@@ -34,13 +34,16 @@ from oauth_shield import (
 from oauth_shield.apikeys import APIKeyStore
 from oauth_shield.http import (
     MAX_FORM_SCAN,
+    WELL_KNOWN,
     AdapterSettings,
     Guard,
     PathRules,
     RequestCredentials,
     Requirement,
+    ResourceOption,
     form_tokens,
     may_carry_form_token,
+    route_paths,
 )
 
 __all__ = ["AnonymousUser", "BearerAuthMiddleware", "TokenUser"]
@@ -131,6 +134,10 @@ class BearerAuthMiddleware:
     :param api_keys: accept these API keys (in ``api_key_header``) instead of a bearer token.
     :param check_at_startup: fail the application's start (``lifespan.startup.failed``) when
         :meth:`~oauth_shield.TokenValidator.check` finds that tokens cannot be checked.
+    :param resource: describe the API (RFC 9728; a :class:`~oauth_shield.ProtectedResource`,
+        its URL, or ``True`` for the audience): the middleware answers its metadata at
+        ``/.well-known/oauth-protected-resource`` (the resource's path appended) without a
+        token, and every challenge names that URL.
     """
 
     def __init__(
@@ -146,6 +153,7 @@ class BearerAuthMiddleware:
         api_keys: APIKeyStore | None = None,
         api_key_header: str = "X-API-Key",
         check_at_startup: bool = False,
+        resource: ResourceOption = None,
     ) -> None:
         if not isinstance(validator, TokenValidator):
             raise ConfigurationError("validator must be a TokenValidator")
@@ -160,8 +168,10 @@ class BearerAuthMiddleware:
             api_key_header=api_key_header,
             check_at_startup=check_at_startup,
         )
-        self.guard = Guard(validator, settings, api_keys)
+        self.guard = Guard(validator, settings, api_keys, resource)
         self.exempt_options = exempt_options
+        described = self.guard.resource
+        self._metadata_path = None if described is None else described.metadata_path
         self._api_key_header = settings.api_key_header.lower().encode("latin-1")
 
     def required_for(self, path: str, root_path: str = "") -> Requirement:
@@ -178,7 +188,11 @@ class BearerAuthMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        required: Requirement = None
         try:
+            if self._metadata_path is not None and self._is_metadata(scope):
+                await self._metadata(scope, send)
+                return
             required = self.rules.required(scope["path"], scope.get("root_path", ""))
             if required is None:
                 await self.app(_anonymous(scope), receive, send)
@@ -186,7 +200,7 @@ class BearerAuthMiddleware:
             presented, receive = await self._presented(scope, receive)
             identity = await self.guard.authenticate(presented, required, api_keys=True)
         except AuthError as error:
-            await self._refuse(scope, send, error)
+            await self._refuse(scope, send, error, required)
             return
         state = {
             **scope.get("state", {}),
@@ -216,10 +230,24 @@ class BearerAuthMiddleware:
             requester=client[0] if client else None,
         ), receive
 
-    async def _refuse(self, scope: Scope, send: Send, error: AuthError) -> None:
-        status, headers, body = self.guard.refusal(error)
-        raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-        raw_headers.append((b"content-length", str(len(body)).encode()))
+    def _is_metadata(self, scope: Scope) -> bool:
+        """Whether the application would route this request on the metadata path."""
+        path: str = scope["path"]
+        if scope["type"] != "http" or WELL_KNOWN not in path:  # the cheap test first
+            return False
+        return route_paths(path, scope.get("root_path", ""))[0] == self._metadata_path
+
+    async def _metadata(self, scope: Scope, send: Send) -> None:
+        """The RFC 9728 document, to anyone: a client reads it before it has a token."""
+        status, headers, body = self.guard.metadata()  # type: ignore[misc]  # path is set
+        if scope["method"] not in ("GET", "HEAD"):
+            status, headers, body = 405, {"Allow": "GET, HEAD"}, b""
+        await _send_response(send, "http.response", status, headers, body)
+
+    async def _refuse(
+        self, scope: Scope, send: Send, error: AuthError, required: Requirement
+    ) -> None:
+        status, headers, body = self.guard.refusal(error, required)
         if scope["type"] == "websocket":
             if "websocket.http.response" not in scope.get("extensions", {}):
                 await send({"type": "websocket.close", "code": 1008})  # refused before accept
@@ -227,8 +255,7 @@ class BearerAuthMiddleware:
             prefix = "websocket.http.response"
         else:
             prefix = "http.response"
-        await send({"type": f"{prefix}.start", "status": status, "headers": raw_headers})
-        await send({"type": f"{prefix}.body", "body": body})
+        await _send_response(send, prefix, status, headers, body)
 
     def _lifespan(self, send: Send) -> Send:
         """Warm (or check) the validator once the application has started; close it once the
@@ -248,6 +275,15 @@ class BearerAuthMiddleware:
             await send(message)
 
         return lifespan_send
+
+
+async def _send_response(
+    send: Send, prefix: str, status: int, headers: Mapping[str, str], body: bytes
+) -> None:
+    raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": f"{prefix}.start", "status": status, "headers": raw_headers})
+    await send({"type": f"{prefix}.body", "body": body})
 
 
 def _anonymous(scope: Scope) -> Scope:

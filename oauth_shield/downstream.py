@@ -24,6 +24,7 @@ once with a fresh one. The token endpoint must be https (plain http on loopback 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import warnings
@@ -52,6 +53,49 @@ except ImportError as error:  # Authlib is the `downstream` extra: nothing else 
     raise ImportError(
         "oauth_shield.downstream needs Authlib: pip install 'oauth-shield[downstream]'"
     ) from error
+
+
+def _for_authlib(client_class: type, transport: Any) -> Any:
+    """``transport`` as Authlib's client class can use it.
+
+    Authlib builds its clients on httpx2 when that is installed (the ``mcp`` SDK brings it),
+    and httpx2 refuses an httpx transport; the caller's transport is then bridged: each token
+    request is handed to it as an httpx request, and its answer back as an httpx2 response.
+    """
+    if transport is None or issubclass(client_class, httpx.Client | httpx.AsyncClient):
+        return transport
+    base = next(c for c in client_class.__mro__ if not c.__module__.startswith("authlib"))
+    http2 = sys.modules[base.__module__.split(".")[0]]
+    if issubclass(client_class, http2.AsyncClient):
+
+        class AsyncBridge(http2.AsyncBaseTransport):  # type: ignore[name-defined,misc]
+            async def handle_async_request(self, request: Any) -> Any:
+                sent = _request(request, await request.aread())
+                answer = await transport.handle_async_request(sent)
+                return _response(http2, answer, await answer.aread())
+
+        return AsyncBridge()
+
+    class Bridge(http2.BaseTransport):  # type: ignore[name-defined,misc]
+        def handle_request(self, request: Any) -> Any:
+            answer = transport.handle_request(_request(request, request.read()))
+            return _response(http2, answer, answer.read())
+
+    return Bridge()
+
+
+def _request(request: Any, body: bytes) -> httpx.Request:
+    return httpx.Request(
+        request.method, str(request.url), headers=request.headers.raw, content=body
+    )
+
+
+def _response(http2: Any, answer: httpx.Response, body: bytes) -> Any:
+    # The body is decoded already: the headers that described its transfer no longer apply.
+    dropped = {b"content-encoding", b"content-length", b"transfer-encoding"}
+    headers = [(k, v) for k, v in answer.headers.raw if k.lower() not in dropped]
+    return http2.Response(answer.status_code, headers=headers, content=body)
+
 
 __all__ = [
     "ClientCredentialsAuth",
@@ -108,6 +152,7 @@ class _Grant:
         self._async_transport = async_transport
 
     def _client(self, cls: Any, transport: Any) -> Any:
+        transport = _for_authlib(cls, transport)
         client = cls(client_secret=self._secret.reveal(), transport=transport, **self._options)
         # Authlib's client_secret_basic skips the form-encoding RFC 6749 §2.3.1 asks for.
         client.register_client_auth_method(("client_secret_basic", _form_encoded_basic))

@@ -16,10 +16,14 @@ Litestar, Django or aiohttp can be written the same way:
        try:
            identity = await guard.authenticate(presented, scopes)
        except AuthError as error:
-           status, headers, body = guard.refusal(error)
+           status, headers, body = guard.refusal(error, scopes)
 
 3. at start-up, ``await validator.start()`` warms the caches, or ``await validator.check()``
    fails the start when the issuer cannot serve tokens (``guard.settings.check_at_startup``).
+
+With a :class:`ProtectedResource` (``Guard(..., resource=...)``), every refusal names the
+API's RFC 9728 metadata, and the adapter answers ``guard.metadata()`` at
+``guard.resource.metadata_path`` without authentication.
 
 Routing frameworks that decide protection by path use :class:`PathRules`, which decides on
 every path the framework could route the request on.
@@ -42,23 +46,29 @@ from ._bearer import (
 )
 from ._claims import required_scopes
 from ._extension import EXTENSION, ShieldExtension, current
-from ._guard import Guard, Identity, RequestCredentials
+from ._guard import Guard, Identity, RequestCredentials, ResourceOption
 from ._options import ADAPTER_FIELDS, AdapterSettings, options_from
 from ._paths import PathRules, Requirement, route_paths
+from ._resource import DEFAULT_METADATA_MAX_AGE, WELL_KNOWN, MetadataResponse, ProtectedResource
 from ._validator import TokenValidator
 
 __all__ = [
     "ADAPTER_FIELDS",
+    "DEFAULT_METADATA_MAX_AGE",
     "EXTENSION",
     "MAX_FORM_SCAN",
+    "WELL_KNOWN",
     "AdapterSettings",
     "Credentials",
     "ErrorResponse",
     "Guard",
     "Identity",
+    "MetadataResponse",
     "PathRules",
+    "ProtectedResource",
     "RequestCredentials",
     "Requirement",
+    "ResourceOption",
     "ShieldExtension",
     "current",
     "error_response",

@@ -307,7 +307,15 @@ def test_the_metadata_names_licence_links_classifiers_and_extras(built: Built) -
         "Topic :: Security",
         "Typing :: Typed",
     } <= classifiers
-    assert set(meta.get_all("Provides-Extra", [])) == {"downstream", "flask", "quart", "redis"}
+    assert set(meta.get_all("Provides-Extra", [])) == {
+        "downstream",
+        "fastapi",
+        "fastmcp",
+        "flask",
+        "mcp",
+        "quart",
+        "redis",
+    }
     requires = meta.get_all("Requires-Dist", [])
     core = {re.split(r"[<>=\[ ;]", line)[0].lower() for line in requires if ";" not in line}
     assert not core & set(EXTRA_ONLY)

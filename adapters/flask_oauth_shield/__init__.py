@@ -58,7 +58,10 @@ class Shield(ShieldExtension):
     """The Flask extension. ``require()`` protects a view; ``current_token`` is its token.
 
     ``Shield(app=None, *, realm=None, allow_query_token=None, allow_form_token=None,
-    api_keys=None, api_key_header=None, check_at_startup=None, **validator_options)``; with
+    api_keys=None, api_key_header=None, check_at_startup=None, resource=None,
+    **validator_options)``; ``resource`` (a :class:`~oauth_shield.ProtectedResource`, a URL,
+    or ``True`` for the audience) serves the RFC 9728 metadata and names it in every
+    challenge. With
     ``check_at_startup``, :meth:`init_app` checks the issuer at once and raises
     ``ConfigurationError`` or ``IssuerUnavailableError`` on a configuration that cannot work.
     """
@@ -86,7 +89,7 @@ class Shield(ShieldExtension):
                     _presented(req, guard), required, api_keys=api_keys
                 )
             except AuthError as error:
-                return Response(*_answer(guard, error))
+                return Response(*_answer(guard, error, required))
             g.oauth_shield_token, g.oauth_shield_bearer = identity
             return handler(*args, **kwargs)
 
@@ -112,6 +115,8 @@ def _presented(req: Request, guard: Guard) -> RequestCredentials:
     )
 
 
-def _answer(guard: Guard, error: AuthError) -> tuple[bytes, int, dict[str, str]]:
-    status, headers, body = guard.refusal(error)
+def _answer(
+    guard: Guard, error: AuthError, required: frozenset[str]
+) -> tuple[bytes, int, dict[str, str]]:
+    status, headers, body = guard.refusal(error, required)
     return body, status, headers

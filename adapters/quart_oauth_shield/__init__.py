@@ -57,7 +57,10 @@ class Shield(ShieldExtension):
     """The Quart extension. ``require()`` protects a view; ``current_token`` is its token.
 
     ``Shield(app=None, *, realm=None, allow_query_token=None, allow_form_token=None,
-    api_keys=None, api_key_header=None, check_at_startup=None, **validator_options)``; with
+    api_keys=None, api_key_header=None, check_at_startup=None, resource=None,
+    **validator_options)``; ``resource`` (a :class:`~oauth_shield.ProtectedResource`, a URL,
+    or ``True`` for the audience) serves the RFC 9728 metadata and names it in every
+    challenge. With
     ``check_at_startup``, a configuration that cannot work fails ``before_serving``, and so
     the server's start.
     """
@@ -90,7 +93,7 @@ class Shield(ShieldExtension):
                 presented = await _presented(req, guard)
                 identity = await guard.authenticate(presented, required, api_keys=api_keys)
             except AuthError as error:
-                status, headers, body = guard.refusal(error)
+                status, headers, body = guard.refusal(error, required)
                 return Response(body, status=status, headers=headers)
             g.oauth_shield_token, g.oauth_shield_bearer = identity
             return await handler(*args, **kwargs)

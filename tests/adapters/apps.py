@@ -1,4 +1,5 @@
-"""The same small API in every stack: Quart, Flask, and Starlette behind the ASGI middleware.
+"""The same small API in every stack: Quart, Flask, Starlette behind the ASGI middleware, and
+FastAPI with its ``Security`` dependency.
 
 Routes: ``GET/POST /items`` (scope ``read``), ``GET /admin`` (scope ``admin``), ``GET /any``
 (any valid token), ``GET /open`` (not protected). Protected routes answer the token's subject.
@@ -10,6 +11,7 @@ from typing import Any
 
 import flask_oauth_shield
 import quart_oauth_shield
+from fastapi import FastAPI, Security
 from flask import Flask
 from quart import Quart
 from starlette.applications import Starlette
@@ -17,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from oauth_shield import TokenValidator
+from oauth_shield import AccessToken, TokenValidator
 from oauth_shield.asgi import BearerAuthMiddleware
+from oauth_shield.fastapi import FastAPIShield
 
 REALM = "test-api"
 
@@ -80,7 +83,7 @@ def flask_app(*, debug: bool = False, **options: Any) -> Flask:
 
 
 def asgi_app(
-    *, debug: bool = False, allow_query_token: bool = False, **options: Any
+    *, debug: bool = False, allow_query_token: bool = False, resource: Any = None, **options: Any
 ) -> BearerAuthMiddleware:
     async def protected(request: Request) -> JSONResponse:
         assert request.state.access_token is request.auth
@@ -102,7 +105,31 @@ def asgi_app(
         public=["/open"],
         realm=REALM,
         allow_query=allow_query_token,
+        resource=resource,
     )
 
 
-FRAMEWORKS = {"quart": quart_app, "flask": flask_app, "asgi": asgi_app}
+def fastapi_app(*, debug: bool = False, **options: Any) -> FastAPI:
+    shield = FastAPIShield(realm=REALM, **options)
+    app = shield.init_app(FastAPI(debug=debug))
+
+    @app.api_route("/items", methods=["GET", "POST"])
+    async def items(token: AccessToken = Security(shield, scopes=["read"])) -> Any:
+        return {"sub": token.subject, "client": token.client_id}
+
+    @app.get("/admin")
+    async def admin(token: AccessToken = Security(shield, scopes=["admin"])) -> Any:
+        return {"sub": token.subject}
+
+    @app.get("/any")
+    def any_token(token: AccessToken = Security(shield)) -> Any:  # a sync route
+        return {"sub": token.subject}
+
+    @app.get("/open")
+    async def open_route() -> dict[str, Any]:
+        return {"open": True}
+
+    return app
+
+
+FRAMEWORKS = {"quart": quart_app, "flask": flask_app, "asgi": asgi_app, "fastapi": fastapi_app}

@@ -110,7 +110,7 @@ def test_query_tokens_when_enabled(
         assert both.status_code == 400
 
 
-@pytest.mark.parametrize("framework", ["quart", "flask"])
+@pytest.mark.parametrize("framework", ["quart", "flask", "fastapi"])
 def test_form_body_tokens_when_enabled(
     as_provider: OIDCProvider, tokens: dict[str, str], framework: str
 ) -> None:

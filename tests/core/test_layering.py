@@ -25,6 +25,7 @@ CORE += [
         "_secret",
         "_paths",
         "_diagnosis",
+        "_resource",
     )
     if name in MODULES
 ]
@@ -94,9 +95,20 @@ def test_core_stays_pure_through_what_it_imports(module: str) -> None:
     assert not outside & ({"asyncio", "httpx", "aiocache"} | FRAMEWORKS)
 
 
-@pytest.mark.parametrize("module", MODULES)
+#: Public submodules that exist to integrate one framework; never imported by the package.
+FRAMEWORK_MODULES = {"fastapi", "mcp"}
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - FRAMEWORK_MODULES))
 def test_no_framework_in_the_package(module: str) -> None:
     assert not roots(imports(module)) & NEVER_IMPORTED
+
+
+def test_no_module_imports_a_framework_module() -> None:
+    # `import oauth_shield` must work without the [fastapi] and [mcp] extras.
+    for module in set(MODULES) - FRAMEWORK_MODULES:
+        package, _ = reachable(module)
+        assert not package & FRAMEWORK_MODULES, module
 
 
 def test_the_checker_sees_imports() -> None:

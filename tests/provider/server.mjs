@@ -12,6 +12,11 @@
 //   EXIT_ON_STDIN_EOF=1  exit when stdin closes (the launcher died)
 //   PROVIDER_DEBUG=1     log provider errors to stderr
 //
+// MCP authorization tests (tests/mcp): open dynamic client registration, the
+// authorization-code flow with PKCE behind a test-only interaction that logs
+// in and consents at once (no browser), and tokens for any loopback http
+// resource (an MCP server on a random port), whose audience is that resource.
+//
 // Protocol: once listening, exactly one JSON line is written to stdout:
 //   {"issuer":"http://127.0.0.1:PORT","port":PORT}
 // Everything else (including oidc-provider's own notices) goes to stderr.
@@ -30,6 +35,10 @@ const API_AUDIENCE = 'https://api.example.test';
 const OTHER_AUDIENCE = 'https://other.example.test';
 const RESOURCE_SCOPE = 'read write admin';
 const DEFAULT_TTL = 3600;
+// A resource server the tests start on loopback (an MCP server): http, any port, any path.
+const LOOPBACK_RESOURCE = /^http:\/\/(127\.0\.0\.1|localhost):\d+(\/[^?#]*)?$/;
+// The one end user of the authorization-code flow; the interaction logs it in.
+const TEST_ACCOUNT = 'mcp-user';
 const SHORT_TTL = 2;
 
 // client_id -> how its tokens for API_AUDIENCE look.
@@ -107,6 +116,9 @@ class SharedMemoryAdapter {
   key(id) { return `${this.model}:${id}`; }
 
   async upsert(id, payload, expiresIn) {
+    // A registered client may ask for any supported scope later: an MCP client registers
+    // with the scopes of its first challenge, then steps up to more.
+    if (this.model === 'Client') delete payload.scope;
     sset(this.key(id), payload, expiresIn);
     if (payload.grantId) {
       const grantKey = `grant:${payload.grantId}`;
@@ -163,6 +175,15 @@ function resourceServerInfo(resource, client) {
     if (profile.format === 'jwt') info.jwt = { sign: { alg: profile.alg } };
     return info;
   }
+  if (LOOPBACK_RESOURCE.test(resource ?? '')) {
+    return {
+      scope: RESOURCE_SCOPE,
+      audience: resource,
+      accessTokenTTL: DEFAULT_TTL,
+      accessTokenFormat: 'jwt',
+      jwt: { sign: { alg: 'RS256' } },
+    };
+  }
   if (resource === OTHER_AUDIENCE) {
     return {
       scope: RESOURCE_SCOPE,
@@ -191,6 +212,10 @@ function buildProvider() {
       dpop_bound_access_tokens: CLIENT_PROFILES[clientId].dpop === true,
     })),
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+    // The resource scopes too, so that a registered client may ask for them (RFC 7591
+    // scope metadata); client-credentials tokens are unchanged by it.
+    scopes: ['openid', 'offline_access', ...RESOURCE_SCOPE.split(' ')],
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     clientBasedCORS: () => false,
     features: {
       // Only what a client-credentials resource-server test needs.
@@ -211,6 +236,8 @@ function buildProvider() {
         ),
       },
       revocation: { enabled: true },
+      // Open dynamic client registration (RFC 7591), as MCP clients use it.
+      registration: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (ctx, client, oneOf) => oneOf ?? API_AUDIENCE,
@@ -356,6 +383,35 @@ async function handleAdmin(req, res, url) {
 }
 
 // ---------------------------------------------------------------------------
+// Test-only interaction: log TEST_ACCOUNT in, then grant every scope asked for,
+// so the authorization-code flow completes without a browser.
+
+async function handleInteraction(req, res) {
+  try {
+    const details = await provider.interactionDetails(req, res);
+    let result;
+    if (details.prompt.name === 'login') {
+      result = { login: { accountId: TEST_ACCOUNT } };
+    } else {
+      const { Grant } = provider;
+      const grant = details.grantId
+        ? await Grant.find(details.grantId)
+        : new Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+      const missing = details.prompt.details;
+      if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+      if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+      for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+      result = { consent: { grantId: await grant.save() } };
+    }
+    await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
+  } catch (err) {
+    sendJson(res, 400, { error: 'invalid_request', error_description: String(err.message ?? err) });
+  }
+}
+
+// ---------------------------------------------------------------------------
 // HTTP server: one server for the whole life of the process; the Provider
 // behind it can be swapped (key rotation) without changing port or issuer.
 
@@ -363,6 +419,10 @@ const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://127.0.0.1');
   if (url.pathname.startsWith('/__test__/')) {
     handleAdmin(req, res, url);
+    return;
+  }
+  if (url.pathname.startsWith('/interaction/') && req.method === 'GET') {
+    handleInteraction(req, res);
     return;
   }
   const name = PATH_NAMES[url.pathname] ?? 'other';
