@@ -215,19 +215,31 @@ class BearerAuthMiddleware:
     async def _presented(
         self, scope: Scope, receive: Receive
     ) -> tuple[RequestCredentials, Receive]:
-        form, receive = await _form_tokens(scope, receive)
+        # One pass over the headers: this runs for every protected request.
+        authorization: list[str] = []
+        api_keys: list[str] = []
+        content_type = ""
+        api_key_header = self._api_key_header
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == api_key_header:
+                api_keys.append(value.decode("latin-1"))
+            elif name == b"content-type":
+                content_type += value.decode("latin-1")
+        form: list[str] = []
+        if scope["type"] == "http" and may_carry_form_token(scope["method"], content_type):
+            form, receive = await _form_tokens(receive)
         query = scope.get("query_string", b"")
         client = scope.get("client")
         return RequestCredentials(
-            authorization=_header_values(scope, b"authorization"),
-            api_keys=_header_values(scope, self._api_key_header),
-            query=(
-                parse_qs(query.decode("latin-1"), keep_blank_values=True).get("access_token", [])
-                if query
-                else []
-            ),
-            form=form,
-            requester=client[0] if client else None,
+            authorization,
+            api_keys,
+            parse_qs(query.decode("latin-1"), keep_blank_values=True).get("access_token", [])
+            if query
+            else [],
+            form,
+            client[0] if client else None,
         ), receive
 
     def _is_metadata(self, scope: Scope) -> bool:
@@ -293,20 +305,13 @@ def _anonymous(scope: Scope) -> Scope:
     return {**scope, "user": _ANONYMOUS, "auth": _ANONYMOUS}
 
 
-def _header_values(scope: Scope, name: bytes) -> list[str]:
-    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
-
-
-async def _form_tokens(scope: Scope, receive: Receive) -> tuple[list[str], Receive]:
+async def _form_tokens(receive: Receive) -> tuple[list[str], Receive]:
     """``access_token`` values in a form-encoded body, and a ``receive`` that replays the body.
 
     Only a form body can carry a token (RFC 6750 §2.2); it is read up to ``MAX_FORM_SCAN`` so
     that a token there is seen (a second credential is ``invalid_request``), and handed on to
     the application unchanged.
     """
-    content_type = "".join(_header_values(scope, b"content-type"))
-    if scope["type"] != "http" or not may_carry_form_token(scope["method"], content_type):
-        return [], receive
     buffered: list[Message] = []
     size, more = 0, True
     while more and size <= MAX_FORM_SCAN:
