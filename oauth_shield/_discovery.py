@@ -15,13 +15,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._config import url_problem
 from ._http import FetchError, HTTPClient
-from ._shared import SharedCache, number
+from ._shared import SharedCache
 from ._singleflight import SingleFlight
 
 logger = logging.getLogger("oauth_shield.discovery")
 
 #: Endpoints rarely move; re-read the metadata hourly, with the next key-set fetch.
 METADATA_TTL = 3600.0
+#: A failed discovery is shared this long, so that processes waiting for it fail with it.
+FAILURE_TTL = 1.0
 
 
 def metadata_urls(issuer: str) -> tuple[str, str]:
@@ -84,14 +86,13 @@ class Discovery:
     async def _fetch(self) -> dict[str, Any]:
         """The metadata from another process through the shared cache, or from the issuer."""
         if self._shared is None:
-            document = (await self._from_issuer())[0]
+            document, life = await self._from_issuer()
         else:
-            fresh_after = self._wall() - METADATA_TTL
-            document = await self._shared.once(
+            document, life = await self._shared.once(
                 self._shared.key("metadata"),
                 self._from_issuer,
-                lease=self._http.timeout + 1,
-                accept=lambda found: "failed" in found or number(found.get("at")) > fresh_after,
+                budget=self._http.timeout,
+                bound=lambda found: FAILURE_TTL if "failed" in found else METADATA_TTL,
             )
         if (failure := FetchError.from_marker(document)) is not None:
             raise failure
@@ -100,7 +101,7 @@ class Discovery:
         if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
             raise FetchError("issuer_mismatch")
         self._metadata = metadata
-        self._fetched_at = self._monotonic()
+        self._fetched_at = self._monotonic() - (METADATA_TTL - min(life, METADATA_TTL))
         return metadata
 
     async def _from_issuer(self) -> tuple[dict[str, Any], float]:
@@ -111,7 +112,7 @@ class Discovery:
                 response = await self._http.get_json(url)
             except FetchError as failed:
                 if failed.unreachable:
-                    return failed.marker(), 1.0
+                    return failed.marker(), FAILURE_TTL
                 if error is None or not error.transient:  # report a transient failure first
                     error = failed
                 continue
@@ -121,6 +122,6 @@ class Discovery:
                     url,
                     self.issuer,
                 )
-                return FetchError("issuer_mismatch").marker(), 1.0
+                return FetchError("issuer_mismatch").marker(), FAILURE_TTL
             return {"metadata": response.data, "at": self._wall()}, METADATA_TTL
-        return (error or FetchError("no_metadata")).marker(), 1.0
+        return (error or FetchError("no_metadata")).marker(), FAILURE_TTL

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import math
 import re
@@ -65,6 +66,11 @@ REFRESH_AHEAD_SHARE = 0.2
 MAX_REFRESH_AHEAD = 60.0
 #: First wait after a failed fetch; it doubles up to the cooldown.
 FIRST_BACKOFF = 1.0
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age=(\d{1,10})(?:$|[,\s])", re.IGNORECASE)
 
@@ -198,7 +204,7 @@ class RemoteKeySet:
         seq = self._seq
         started = self._monotonic()
         try:
-            document = await self._document()
+            document, life = await self._document()
             if (failure := FetchError.from_marker(document)) is not None:
                 raise failure
             jwks = document.get("jwks")
@@ -217,7 +223,7 @@ class RemoteKeySet:
         finally:
             self.fetches += 1
             self._refresh_requested = False
-        self._install(seq, keys, document)
+        self._install(seq, keys, document, life)
         logger.debug(
             "key set: %d usable keys %s in %.1f ms",
             len(keys),
@@ -227,16 +233,20 @@ class RemoteKeySet:
         for kid, why in keys.skipped:
             logger.debug("skipped a key (kid %r): %s", kid, why)
 
-    async def _document(self) -> dict[str, Any]:
-        """A key set newer than ours: from another process through the shared cache if one
-        has it, else fetched (once for all processes) from the issuer."""
+    async def _document(self) -> tuple[dict[str, Any], float]:
+        """A key set newer than ours and how long it may be used: from another process
+        through the shared cache if one has it, else fetched (once for all processes) from
+        the issuer."""
         if self._shared is None:
-            return (await self._from_issuer())[0]
-        have = self._state.document_at
+            return await self._from_issuer()
+        have, settings = self._state.document_at, self._settings
+        # Bound to the key set's URL when one is configured: another API may name another.
+        parts = () if settings.jwks_uri is None else (_digest(settings.jwks_uri),)
         return await self._shared.once(
-            self._shared.key("jwks"),
+            self._shared.key("jwks", *parts),
             self._from_issuer,
-            lease=self._settings.http_timeout + 1,
+            budget=settings.http_timeout,
+            bound=lambda document: FIRST_BACKOFF if "failed" in document else settings.jwks_ttl,
             accept=lambda document: "failed" in document or number(document.get("at")) > have,
         )
 
@@ -254,16 +264,17 @@ class RemoteKeySet:
         ttl = self._ttl(response.headers)
         return {"jwks": response.data, "at": self._wall(), "ttl": ttl}, ttl
 
-    def _install(self, seq: int, keys: KeySet, document: dict[str, Any]) -> None:
+    def _install(self, seq: int, keys: KeySet, document: dict[str, Any], life: float) -> None:
         old = self._state
         if seq < old.seq:
             return  # an older fetch must never overwrite a newer key set
         now = self._monotonic()
         settings = self._settings
-        ttl = number(document.get("ttl")) or settings.jwks_ttl
+        # Our jwks_ttl bounds the life of every key set, whoever fetched it: a document from
+        # another process lives what is left of its own TTL, never more than ours.
+        ttl = min(number(document.get("ttl")) or settings.jwks_ttl, settings.jwks_ttl)
         fetched = number(document.get("at"))
-        # A document from another process is as old as its fetch (clamped: clocks differ).
-        expires_at = now + min(max(ttl - (self._wall() - fetched), 0.0), ttl)
+        expires_at = now + min(max(life, 0.0), ttl)
         self._state = _State(
             keys=keys,
             fetched_at=now,

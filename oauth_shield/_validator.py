@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -41,6 +41,8 @@ config_logger = logging.getLogger("oauth_shield.config")
 
 #: Distinct verified JOSE headers remembered: a few per signing key is all an issuer uses.
 MAX_KNOWN_HEADERS = 64
+#: Shortest cache_secret accepted: a shorter one could be guessed offline from one entry.
+MIN_CACHE_SECRET_LENGTH = 16
 
 
 class _NeedKeys(NamedTuple):
@@ -64,31 +66,53 @@ _Pending = _NeedKeys | _NeedIntrospection
 
 
 def shared_cache(
-    issuer: str,
+    settings: Settings,
     redis_url: str | None,
     cache: Any,
     secret: Secret | None,
-    monotonic: Callable[[], float],
+    insecure: bool,
+    clock: Clock,
 ) -> SharedCache | None:
-    """The shared tier, from a Redis URL or an aiocache instance (not both), if any."""
+    """The shared tier, from a Redis URL or an aiocache instance (not both), if any.
+
+    It needs a ``cache_secret``: without one, whoever can write to the cache can make any
+    token valid, so running without it is an explicit choice (``insecure_shared_cache``).
+    """
     if redis_url is not None and cache is not None:
         raise ConfigurationError("give redis_url or cache, not both")
-    if redis_url is not None:
-        try:
-            import redis  # noqa: F401 - aiocache needs it for redis://
-            from aiocache import Cache
-        except ImportError:
-            raise ImportError(
-                "redis_url needs Redis support: pip install 'oauth-shield[redis]'"
-            ) from None
-        if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
-            raise ConfigurationError("redis_url must be a redis:// or rediss:// URL")
-        cache = Cache.from_url(redis_url)
-    if cache is None:
+    if redis_url is not None and (
+        not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://"))
+    ):
+        raise ConfigurationError("redis_url must be a redis:// or rediss:// URL")
+    if not isinstance(insecure, bool):
+        raise ConfigurationError("insecure_shared_cache must be True or False")
+    if redis_url is None and cache is None:
         if secret is not None:
             raise ConfigurationError("cache_secret needs a shared cache (redis_url or cache)")
         return None
-    return SharedCache(cache, issuer, secret=secret, monotonic=monotonic)
+    if secret is None and not insecure:
+        raise ConfigurationError(
+            "a shared cache needs cache_secret (or cache_secret_file): without it, whoever can "
+            "write to the cache can make any token valid (insecure_shared_cache=True runs "
+            "without it)"
+        )
+    if secret is not None and insecure:
+        raise ConfigurationError("give cache_secret or insecure_shared_cache=True, not both")
+    if secret is not None and len(secret.reveal()) < MIN_CACHE_SECRET_LENGTH:
+        raise ConfigurationError(
+            f"cache_secret must be at least {MIN_CACHE_SECRET_LENGTH} characters (32 random "
+            "bytes are best)"
+        )
+    options: dict[str, Any] = {
+        "secret": secret,
+        # A key set of max_response_bytes, JSON-escaped (at most 3x) in its envelope.
+        "max_bytes": 3 * settings.max_response_bytes + 4096,
+        "monotonic": clock.monotonic,
+        "wall": clock.time,
+    }
+    if redis_url is not None:
+        return SharedCache.from_url(redis_url, settings.issuer, **options)
+    return SharedCache(cache, settings.issuer, **options)
 
 
 class TokenValidator:
@@ -119,7 +143,10 @@ class TokenValidator:
     :param cache: the same with any aiocache cache instance you configured yourself.
     :param cache_secret: authenticate what goes through the shared cache (HMAC-SHA256), so
         that write access to Redis alone cannot make a token valid; the same in every
-        process. Or ``cache_secret_file``.
+        process, at least 16 characters. Or ``cache_secret_file``. Required with a shared
+        cache...
+    :param insecure_shared_cache: ...unless this is ``True``: then whoever can write to the
+        cache can make any token valid (logged as a warning at startup).
     :param transport: an ``httpx`` transport for all requests to the issuer (TLS settings,
         proxies, tests).
     :param clock: the clock seam (see :class:`~oauth_shield._clock.Clock`), for tests.
@@ -162,6 +189,7 @@ class TokenValidator:
         cache: Any = None,
         cache_secret: str | Secret | None = None,
         cache_secret_file: str | os.PathLike[str] | None = None,
+        insecure_shared_cache: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -202,18 +230,19 @@ class TokenValidator:
             transport=transport,
             allow_http=insecure_http,
         )
-        self._owns_cache = redis_url is not None
         self._shared = shared_cache(
-            issuer,
+            self.settings,
             redis_url,
             cache,
             as_secret(cache_secret, cache_secret_file, "cache_secret"),
-            self._clock.monotonic,
+            insecure_shared_cache,
+            self._clock,
         )
-        if self._shared is not None and cache_secret is None and cache_secret_file is None:
+        if self._shared is not None and insecure_shared_cache:
             config_logger.warning(
-                "the shared cache is not authenticated: whoever can write to it can make "
-                "tokens valid; set cache_secret (issuer %s)",
+                "the shared cache is not authenticated (insecure_shared_cache): whoever can "
+                "write to it can make any token valid, as any user; set cache_secret "
+                "(issuer %s)",
                 issuer,
             )
         self._discovery = Discovery(
@@ -273,8 +302,8 @@ class TokenValidator:
             await self._introspector.aclose()
         await self._discovery.aclose()
         await self._http.aclose()
-        if self._shared is not None and self._owns_cache:
-            await self._shared.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()  # closes only a client it made itself
 
     def _forget_loop(self) -> None:
         """After a fork: drop what belonged to the parent's event loop, keep the caches."""
