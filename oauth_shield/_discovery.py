@@ -77,7 +77,8 @@ class Discovery:
             logger.warning("metadata refresh for %s failed; keeping the last one", self.issuer)
             return self._metadata
 
-    def forget_loop(self) -> None:
+    def forget_loop(self, keep: Callable[[object], None]) -> None:
+        keep(self._flight)
         self._flight = SingleFlight()
 
     async def aclose(self) -> None:

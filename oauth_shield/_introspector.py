@@ -267,7 +267,8 @@ class Introspector:
         """Everything stored in both caches (for inspection and tests)."""
         return [*self._positive.items(), *self._negative.items()]
 
-    def forget_loop(self) -> None:
+    def forget_loop(self, keep: Callable[[object], None]) -> None:
+        keep(self._flight)
         self._flight = SingleFlight()
 
     async def aclose(self) -> None:

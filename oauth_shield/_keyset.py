@@ -14,7 +14,9 @@ Ages of the installed key set (monotonic clock):
   if the last fetch succeeded (the service was merely idle), a request waits for a refresh and
   falls back to the stale keys if it fails; if the last fetch failed (the issuer is in
   trouble), the keys are used as they are (stale-if-error) and a background retry starts
-  whenever the backoff allows.
+  whenever the backoff allows. A refresh that is due but has no live loop to run on (a
+  forked child, a loop that ended) sends the request to the loop instead: stale keys are
+  never served as if nobody could refresh them.
 - gone (nothing installed, or past ``stale_until``): a request waits for a fetch; 503 if none
   succeeds.
 
@@ -141,7 +143,8 @@ class RemoteKeySet:
         if now >= state.refresh_at:
             if now >= state.expires_at and not state.failed:
                 return Need.KEYS
-            self._refresh_in_background(state, now)
+            if not self._refresh_in_background(state, now):
+                return Need.KEYS  # no loop here to refresh on: the caller goes to one
         found = keys.index.get((kid, alg)) or keys.select(kid, alg)
         if found is Reason.UNKNOWN_KID:
             return Need.KID
@@ -149,19 +152,29 @@ class RemoteKeySet:
             raise InvalidTokenError(found)
         return found
 
-    def _refresh_in_background(self, state: _State, now: float) -> None:
+    def _refresh_in_background(self, state: _State, now: float) -> bool:
+        """Start a refresh on the bound loop, unless one is due later or already asked for.
+        False when no live loop is bound (a forked child, a loop that ended): a stale key set
+        must then not be used as if nobody could refresh it."""
+        if self._refresh_requested or now < state.retry_at:
+            return True
         loop = self._loop
-        if self._refresh_requested or now < state.retry_at or loop is None:
-            return
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return False
         self._refresh_requested = True
         try:
-            on_loop = asyncio.get_running_loop() is loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no running loop in this thread
+            running = None
+        if running is loop:
             self._start_fetch()
-        elif not loop.is_closed():
+            return True
+        try:
             loop.call_soon_threadsafe(self._start_fetch)
+        except RuntimeError:  # the loop closed meanwhile
+            self._refresh_requested = False
+            return False
+        return True
 
     # --- event loop ------------------------------------------------------------------
 
@@ -310,7 +323,10 @@ class RemoteKeySet:
             return configured
         return min(max(float(match.group(1)), min(MIN_TTL, configured)), configured)
 
-    def forget_loop(self) -> None:
+    def forget_loop(self, keep: Callable[[object], None]) -> None:
+        """Drop the flight and the loop (into ``keep``): they belong to a loop that is gone,
+        or to the parent process. The installed key set stays."""
+        keep(self._flight)
         self._flight = SingleFlight()
         self._loop = None
         self._refresh_requested = False

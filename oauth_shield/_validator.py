@@ -10,9 +10,10 @@ caller's thread and sends only the second half to the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -20,6 +21,7 @@ from typing import Any, NamedTuple, Self
 import httpx
 
 from . import _config as defaults
+from . import _fork
 from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import check_claims, grant, required_scopes
@@ -43,6 +45,13 @@ config_logger = logging.getLogger("oauth_shield.config")
 MAX_KNOWN_HEADERS = 64
 #: Shortest cache_secret accepted: a shorter one could be guessed offline from one entry.
 MIN_CACHE_SECRET_LENGTH = 16
+#: What validate() says after aclose(): a programming error, not a token problem.
+CLOSED = "this validator is closed"
+#: What validate() says when called from a second event loop while the first one still runs.
+FOREIGN_LOOP = (
+    "this TokenValidator belongs to an event loop running in another thread: use one "
+    "validator per event loop, or SyncTokenValidator from threads"
+)
 
 
 class _NeedKeys(NamedTuple):
@@ -115,6 +124,10 @@ def shared_cache(
     return SharedCache(cache, settings.issuer, **options)
 
 
+def _drop(dropped: object) -> None:
+    """Let go of what belonged to an event loop that has ended: collected, hence closed."""
+
+
 class TokenValidator:
     """Validate OAuth 2.0 bearer tokens for one issuer and one API (the resource server).
 
@@ -153,6 +166,15 @@ class TokenValidator:
 
     The remaining parameters tune limits and caches; docs/configuration.md lists each one with
     its default and the reason for it.
+
+    Processes, threads and event loops: a validator runs its network work on one event loop
+    at a time. When that loop has ended (``asyncio.run()`` called again, a test's own loop),
+    the next call moves it to the running loop, and it keeps its caches. While that loop still
+    runs in another thread, :meth:`validate` raises ``RuntimeError``: use one validator per
+    event loop, or :class:`SyncTokenValidator` from threads. After ``fork()`` the child gets
+    new connections, locks and loop state, and keeps the parent's caches. After
+    :meth:`aclose`, :meth:`validate` raises ``RuntimeError("this validator is closed")``
+    until the validator is entered again with ``async with``.
     """
 
     def __init__(
@@ -264,6 +286,10 @@ class TokenValidator:
             if self.settings.introspection
             else None
         )
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the network work runs on
+        self._guard: AsyncGenerator[None, None] | None = None  # see _closes_with()
+        self._closed = False
+        _fork.register(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -284,6 +310,10 @@ class TokenValidator:
     # --- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        """Open on the running loop and warm the key set in the background. A closed
+        validator may be entered again: each ``async with`` block is one serving cycle."""
+        self._closed = False
+        await self._enter_loop()
         self._keys.start()
         return self
 
@@ -296,22 +326,83 @@ class TokenValidator:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop background work and close connections to the issuer."""
+        """Stop background work and close connections to the issuer and the shared cache.
+
+        From then on :meth:`validate` raises ``RuntimeError``: a validator used after its end
+        is a bug to see, not an outage to hide behind a 503 or silently new connections.
+        """
+        bound = self._loop
+        if bound is not None and bound is not asyncio.get_running_loop():
+            if bound.is_running():
+                raise RuntimeError(FOREIGN_LOOP)
+            await self._leave_loop()  # what belonged to a loop that ended cannot be closed
+        self._closed = True
+        await self._release()
+
+    async def _release(self) -> None:
+        """Close what belongs to the bound loop, on it; keep the caches and the binding."""
         await self._keys.aclose()
         if self._introspector is not None:
             await self._introspector.aclose()
         await self._discovery.aclose()
         await self._http.aclose()
         if self._shared is not None:
-            await self._shared.aclose()  # closes only a client it made itself
+            await self._shared.aclose()
 
-    def _forget_loop(self) -> None:
-        """After a fork: drop what belonged to the parent's event loop, keep the caches."""
-        self._http.forget()
-        self._keys.forget_loop()
-        self._discovery.forget_loop()
+    async def _enter_loop(self) -> None:
+        """Run on the running loop from now on; called whenever it is not the bound one."""
+        if self._closed:
+            raise RuntimeError(CLOSED)
+        loop = asyncio.get_running_loop()
+        bound = self._loop
+        if bound is loop:
+            return
+        if bound is not None:
+            if bound.is_running():
+                raise RuntimeError(FOREIGN_LOOP)
+            logger.debug("the event loop of this validator has ended; moving to a new one")
+            await self._leave_loop()
+        self._loop = loop
+        self._guard = guard = self._closes_with(loop)
+        await anext(guard)
+
+    async def _closes_with(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+        """Suspended for as long as ``loop`` runs. ``asyncio.run()`` and test runners close
+        every such generator before they close the loop (``loop.shutdown_asyncgens()``): this
+        one then closes the validator's connections, on that loop, while it still runs."""
+        try:
+            yield
+        finally:
+            if self._loop is loop and not loop.is_closed():
+                await self._release()
+
+    async def _leave_loop(self) -> None:
+        """Move off a loop that has ended: what belonged to it is dropped, not closed (it
+        would need that loop); if it shut down cleanly, it was closed then."""
+        guard = self._guard
+        self._forget_loop(_drop)
+        if guard is not None:
+            await guard.aclose()  # finished: it will not ask the old loop to finalize it
+
+    def _forget_loop(self, keep: Callable[[object], None]) -> None:
+        """Drop what belongs to the bound loop (or, after a fork, to the parent process):
+        connections, flights, the shared cache's client, the loop itself. ``keep`` receives
+        each dropped object. The caches stay."""
+        keep(self._loop)
+        keep(self._guard)
+        self._loop, self._guard = None, None
+        keep(self._http.forget())
+        self._keys.forget_loop(keep)
+        self._discovery.forget_loop(keep)
         if self._introspector is not None:
-            self._introspector.forget_loop()
+            self._introspector.forget_loop(keep)
+        if self._shared is not None:
+            self._shared.renew(keep)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see ``_fork``): nothing of the parent's loop or connections is
+        used, closed or collected; the caches (their locks made anew) are kept."""
+        self._forget_loop(_fork.keep)
 
     # --- validation ------------------------------------------------------------------
 
@@ -322,7 +413,13 @@ class TokenValidator:
         token that is not acceptable, whatever its content: :class:`InvalidTokenError` (401),
         :class:`InsufficientScopeError` (403), :class:`TemporarilyUnavailableError` (503) when
         the issuer cannot be reached and nothing cached can answer.
+
+        Raises ``RuntimeError`` instead, before it looks at the token, for two programming
+        errors: a validator used after :meth:`aclose`, and one used from a second event loop
+        while its own loop still runs in another thread (see the class docstring).
         """
+        if self._closed or self._loop is not asyncio.get_running_loop():
+            await self._enter_loop()
         required = required_scopes(scopes)
         try:
             result = self._check_local(token, required)
@@ -365,6 +462,13 @@ class TokenValidator:
         if isinstance(found, Need):
             return _NeedKeys(jws, digest)
         return self._finish(jws, found, digest, required, now)
+
+    async def _remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
+        """:meth:`_check_remote` for a caller that did not enter through :meth:`validate`
+        (the sync facade, on its loop thread)."""
+        if self._closed or self._loop is not asyncio.get_running_loop():
+            await self._enter_loop()
+        return await self._check_remote(pending, required)
 
     async def _check_remote(self, pending: _Pending, required: frozenset[str]) -> AccessToken:
         """The half that waits for the network, then finishes like the local half."""

@@ -148,7 +148,9 @@ class BearerAuthMiddleware:
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def send_then_close(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
+            if message["type"] == "lifespan.startup.complete":
+                await self.validator.__aenter__()  # (re)opened: a closed validator refuses
+            elif message["type"] == "lifespan.shutdown.complete":
                 await self.validator.aclose()
             await send(message)
 

@@ -115,7 +115,7 @@ class Shield:
 
         @app.before_serving
         async def warm_up() -> None:
-            state.validator._keys.start()
+            await state.validator.__aenter__()  # opens (again) and warms the key set
 
         @app.after_serving
         async def close() -> None:

@@ -3,6 +3,7 @@ websockets, and bodies it reads on the way."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -205,3 +206,27 @@ async def test_options_are_exempt_unless_told_otherwise(validator: TokenValidato
     )[0]["status"] == 200
     strict = BearerAuthMiddleware(app, validator=validator, exempt_options=False)
     assert (await call(strict, http("/x", method="OPTIONS")))[0]["status"] == 401
+
+
+async def test_a_second_lifespan_cycle_serves_again(
+    validator: TokenValidator, issuer: LocalIssuer
+) -> None:
+    """Shutdown closes the validator, and a closed validator refuses to work: the next
+    startup opens it again (a test suite runs the same app's lifespan once per test)."""
+    middleware = BearerAuthMiddleware(App(), validator=validator, scopes=["read"])
+    for _ in range(2):
+        incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        started = asyncio.Event()
+
+        async def send(message: dict[str, Any], started: asyncio.Event = started) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                started.set()
+
+        incoming.put_nowait({"type": "lifespan.startup"})
+        lifespan = asyncio.create_task(middleware({"type": "lifespan"}, incoming.get, send))
+        await started.wait()
+        reply = await call(middleware, http("/items", issuer.token(scope="read")))
+        assert reply[0]["status"] == 200
+        incoming.put_nowait({"type": "lifespan.shutdown"})
+        await lifespan
+    assert issuer.requests["/jwks"] == 1
