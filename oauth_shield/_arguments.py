@@ -53,6 +53,7 @@ class _ValidatorTuning(TypedDict, total=False):
     insecure_http: bool
     redis_url: str | None
     cache: Any
+    insecure_shared_cache: bool
     cache_secret: str | Secret | None
     cache_secret_file: str | os.PathLike[str] | None
     transport: httpx.AsyncBaseTransport | None

@@ -4,13 +4,16 @@ Theory of operation: keys are SHA-256 digests, never tokens. Each entry carries 
 deadline after which it must not be used; readers check it on every hit. Reads are a single
 ``dict.get`` and take no lock (atomic under the GIL), which keeps the warm path of the sync
 facade in the caller's thread. Writes and evictions take a lock. When full, the oldest entry
-goes first (insertion order): an eviction policy that costs nothing on a hit.
+goes first (insertion order): an eviction policy that costs nothing on a hit. In a forked
+child the lock is made anew (``_fork``): a thread of the parent may have held it at the fork.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Generic, TypeVar
+
+from . import _fork
 
 V = TypeVar("V")
 
@@ -21,6 +24,12 @@ class BoundedCache(Generic[V]):
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._entries: dict[bytes, tuple[V, float]] = {}
+        self._lock = threading.Lock()
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        # The entries are consistent (every change to the dict is atomic under the GIL); only
+        # the lock may be held by a thread that does not exist in the child.
         self._lock = threading.Lock()
 
     def get(self, digest: bytes, now: float) -> V | None:

@@ -21,13 +21,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._diagnosis import issuer_hint, printable
 from ._http import FetchError, HTTPClient, url_problem
-from ._shared import SharedCache, number
+from ._shared import SharedCache
 from ._singleflight import SingleFlight
 
 logger = logging.getLogger("oauth_shield.discovery")
 
 #: Endpoints rarely move; re-read the metadata hourly, with the next key-set fetch.
 METADATA_TTL = 3600.0
+#: A failed discovery is shared this long, so that processes waiting for it fail with it.
+FAILURE_TTL = 1.0
 
 _DOWNGRADE = (
     "is plain http for an https issuer (a downgrade: the client secret and users' tokens "
@@ -106,7 +108,8 @@ class Discovery:
             logger.warning("metadata refresh failed: %s; keeping the last one", error.explain())
             return self._metadata
 
-    def forget_loop(self) -> None:
+    def forget_loop(self, keep: Callable[[object], None]) -> None:
+        keep(self._flight)
         self._flight = SingleFlight()
 
     async def aclose(self) -> None:
@@ -115,14 +118,13 @@ class Discovery:
     async def _fetch(self) -> dict[str, Any]:
         """The metadata from another process through the shared cache, or from the issuer."""
         if self._shared is None:
-            document = (await self._from_issuer())[0]
+            document, life = await self._from_issuer()
         else:
-            fresh_after = self._wall() - METADATA_TTL
-            document = await self._shared.once(
+            document, life = await self._shared.once(
                 self._shared.key("metadata"),
                 self._from_issuer,
-                lease=self._http.timeout + 1,
-                accept=lambda found: "failed" in found or number(found.get("at")) > fresh_after,
+                budget=self._http.timeout,
+                bound=lambda found: FAILURE_TTL if "failed" in found else METADATA_TTL,
             )
         if (failure := FetchError.from_marker(document)) is not None:
             raise failure
@@ -135,7 +137,7 @@ class Discovery:
             raise self._mix_up(source, named)
         self._metadata = metadata
         self._source = source
-        self._fetched_at = self._monotonic()
+        self._fetched_at = self._monotonic() - (METADATA_TTL - min(life, METADATA_TTL))
         return metadata
 
     async def _from_issuer(self) -> tuple[dict[str, Any], float]:
@@ -146,13 +148,13 @@ class Discovery:
                 response = await self._http.get_json(url)
             except FetchError as failed:
                 if failed.unreachable:
-                    return failed.marker(), 1.0
+                    return failed.marker(), FAILURE_TTL
                 failures.append(failed)
                 continue
             if response.data.get("issuer") != self.issuer:
-                return self._mix_up(url, response.data.get("issuer")).marker(), 1.0
+                return self._mix_up(url, response.data.get("issuer")).marker(), FAILURE_TTL
             return {"metadata": response.data, "at": self._wall(), "url": url}, METADATA_TTL
-        return self._not_found(*failures).marker(), 1.0
+        return self._not_found(*failures).marker(), FAILURE_TTL
 
     def _mix_up(self, url: str, named: object) -> FetchError:
         shown = repr(printable(named)) if isinstance(named, str) else "no issuer"

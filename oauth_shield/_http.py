@@ -343,9 +343,11 @@ class HTTPClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def forget(self) -> None:
-        """Drop the client without closing it: its connections belong to a dead loop."""
-        self._client = None
+    def forget(self) -> httpx.AsyncClient | None:
+        """Drop the client without closing it (its connections belong to a loop that ended,
+        or to the parent process); return it."""
+        client, self._client = self._client, None
+        return client
 
     async def aclose(self) -> None:
         if self._client is not None:

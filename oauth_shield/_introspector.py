@@ -35,9 +35,12 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._cache import BoundedCache
@@ -54,7 +57,7 @@ from ._errors import (
 from ._http import FetchError, HTTPClient, JSONResponse
 from ._introspection import check_answer, filter_fields, request_form
 from ._ratelimit import RateLimit, RequesterLimits, requester_key
-from ._shared import SharedCache, number
+from ._shared import SharedCache
 from ._singleflight import SingleFlight
 from ._token import AccessToken, fingerprint
 
@@ -91,6 +94,7 @@ class Introspector:
         self._clock = clock
         self._shared = shared
         self._scopes = scopes  # the validator's memo of parsed scope strings
+        self._verdict_scope = verdict_scope(settings)  # in shared keys: what a verdict means
         size = settings.introspection_cache_size
         # digest -> (token, valid until (wall, from exp), fresh until (monotonic, from the TTL))
         self._positive: BoundedCache[tuple[AccessToken, float, float]] = BoundedCache(size)
@@ -145,14 +149,23 @@ class Introspector:
             raise TemporarilyUnavailableError(Reason.RATE_LIMITED, retry_after=1)
         shared = self._shared
         if shared is None:
-            verdict = (await self._produce(token, digest))[0]
+            verdict, life = await self._produce(token, digest)
         else:
-            verdict = await shared.once(
-                shared.key("introspection", digest),
+            verdict, life = await shared.once(
+                shared.key("introspection", self._verdict_scope, digest.hex()),
                 lambda: self._produce(token, digest),
-                lease=self._settings.http_timeout + 1,
+                budget=self._settings.http_timeout,
+                bound=self._longest,
             )
-        return self._conclude(verdict, digest, who)
+        return self._conclude(verdict, digest, life, who)
+
+    def _longest(self, verdict: dict[str, Any]) -> float:
+        """The longest this process keeps a verdict of this kind: no one else's setting."""
+        if "answer" in verdict:
+            return self._settings.introspection_ttl
+        if "refused" in verdict:
+            return self._settings.introspection_negative_ttl
+        return FAILURE_TTL
 
     async def _produce(self, token: str, digest: bytes) -> tuple[dict[str, Any], float]:
         """One call to the server, and its verdict as a shareable value with its lifetime."""
@@ -174,14 +187,17 @@ class Introspector:
             check_answer(answer.data, settings, now, "", self._scopes)
         except InvalidTokenError as refusal:
             return {"refused": refusal.reason.value}, settings.introspection_negative_ttl
-        kept = filter_fields(answer.data, settings.introspection_fields)
-        until_exp = (
-            number(answer.data["exp"]) + settings.leeway - now if "exp" in answer.data else math.inf
+        # Shared for the whole TTL even when the token expires sooner: every reader checks the
+        # answer's exp again (check_answer, and each hit in lookup()).
+        return {"answer": filter_fields(answer.data, settings.introspection_fields)}, (
+            settings.introspection_ttl
         )
-        return {"answer": kept, "at": now}, min(settings.introspection_ttl, until_exp)
 
-    def _conclude(self, verdict: dict[str, Any], digest: bytes, who: bytes | None) -> AccessToken:
-        """Turn a verdict (ours, or another process's) into the token, caching it."""
+    def _conclude(
+        self, verdict: dict[str, Any], digest: bytes, life: float, who: bytes | None
+    ) -> AccessToken:
+        """Turn a verdict (ours, or another process's, usable ``life`` more seconds) into the
+        token, caching it."""
         settings, clock = self._settings, self._clock
         failure = FetchError.from_marker(verdict)
         if failure is not None:
@@ -197,12 +213,10 @@ class Introspector:
                 raise InvalidTokenError(_reason(verdict.get("refused")))
             access = check_answer(answer, settings, clock.time(), fingerprint(digest), self._scopes)
         except InvalidTokenError as refusal:
-            self._negative.put(
-                digest, refusal.reason, clock.monotonic() + settings.introspection_negative_ttl
-            )
+            negative_ttl = settings.introspection_negative_ttl
+            self._negative.put(digest, refusal.reason, clock.monotonic() + min(life, negative_ttl))
             raise
-        age = max(clock.time() - number(verdict.get("at")), 0.0)
-        fresh_until = clock.monotonic() + max(settings.introspection_ttl - age, 0.0)
+        fresh_until = clock.monotonic() + min(max(life, 0.0), settings.introspection_ttl)
         valid_until = (
             math.inf
             if access.expires_at is None
@@ -294,11 +308,29 @@ class Introspector:
         """Everything stored in both caches (for inspection and tests)."""
         return [*self._positive.items(), *self._negative.items()]
 
-    def forget_loop(self) -> None:
+    def forget_loop(self, keep: Callable[[object], None]) -> None:
+        keep(self._flight)
         self._flight = SingleFlight()
 
     async def aclose(self) -> None:
         await self._flight.aclose()
+
+
+def verdict_scope(settings: Settings) -> str:
+    """A name for every setting a verdict depends on, for its shared key: which server was
+    asked and as whom, and the rules and field allowlist it was judged and cut with. Two APIs
+    that differ in any of them never read each other's verdicts."""
+    relevant = [
+        settings.issuer,
+        sorted(settings.audience),
+        settings.client_id,
+        settings.introspection_endpoint,
+        settings.profile,
+        settings.leeway,
+        sorted(settings.introspection_fields),
+    ]
+    text = json.dumps(relevant, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _reason(value: object) -> Reason:

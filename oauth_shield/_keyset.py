@@ -14,7 +14,9 @@ Ages of the installed key set (monotonic clock):
   if the last fetch succeeded (the service was merely idle), a request waits for a refresh and
   falls back to the stale keys if it fails; if the last fetch failed (the issuer is in
   trouble), the keys are used as they are (stale-if-error) and a background retry starts
-  whenever the backoff allows.
+  whenever the backoff allows. A refresh that is due but has no live loop to run on (a
+  forked child, a loop that ended) sends the request to the loop instead: stale keys are
+  never served as if nobody could refresh them.
 - gone (nothing installed, or past ``stale_until``): a request waits for a fetch; 503 if none
   succeeds.
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import math
 import re
@@ -65,6 +68,11 @@ REFRESH_AHEAD_SHARE = 0.2
 MAX_REFRESH_AHEAD = 60.0
 #: First wait after a failed fetch; it doubles up to the cooldown.
 FIRST_BACKOFF = 1.0
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age=(\d{1,10})(?:$|[,\s])", re.IGNORECASE)
 
@@ -136,7 +144,8 @@ class RemoteKeySet:
         if now >= state.refresh_at:
             if now >= state.expires_at and not state.failed:
                 return Need.KEYS
-            self._refresh_in_background(state, now)
+            if not self._refresh_in_background(state, now):
+                return Need.KEYS  # no loop here to refresh on: the caller goes to one
         found = keys.index.get((kid, alg)) or keys.select(kid, alg)
         if found is Reason.UNKNOWN_KID:
             return Need.KID
@@ -144,19 +153,29 @@ class RemoteKeySet:
             raise InvalidTokenError(found)
         return found
 
-    def _refresh_in_background(self, state: _State, now: float) -> None:
+    def _refresh_in_background(self, state: _State, now: float) -> bool:
+        """Start a refresh on the bound loop, unless one is due later or already asked for.
+        False when no live loop is bound (a forked child, a loop that ended): a stale key set
+        must then not be used as if nobody could refresh it."""
+        if self._refresh_requested or now < state.retry_at:
+            return True
         loop = self._loop
-        if self._refresh_requested or now < state.retry_at or loop is None:
-            return
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return False
         self._refresh_requested = True
         try:
-            on_loop = asyncio.get_running_loop() is loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no running loop in this thread
+            running = None
+        if running is loop:
             self._start_fetch()
-        elif not loop.is_closed():
+            return True
+        try:
             loop.call_soon_threadsafe(self._start_fetch)
+        except RuntimeError:  # the loop closed meanwhile
+            self._refresh_requested = False
+            return False
+        return True
 
     # --- event loop ------------------------------------------------------------------
 
@@ -207,7 +226,7 @@ class RemoteKeySet:
         seq = self._seq
         started = self._monotonic()
         try:
-            document = await self._document()
+            document, life = await self._document()
             if (failure := FetchError.from_marker(document)) is not None:
                 raise failure
             jwks = document.get("jwks")
@@ -226,7 +245,7 @@ class RemoteKeySet:
         finally:
             self.fetches += 1
             self._refresh_requested = False
-        self._install(seq, keys, document)
+        self._install(seq, keys, document, life)
         logger.debug(
             "key set: %d usable keys %s in %.1f ms",
             len(keys),
@@ -236,16 +255,20 @@ class RemoteKeySet:
         for kid, why in keys.skipped:
             logger.debug("skipped a key (kid %r): %s", kid, why)
 
-    async def _document(self) -> dict[str, Any]:
-        """A key set newer than ours: from another process through the shared cache if one
-        has it, else fetched (once for all processes) from the issuer."""
+    async def _document(self) -> tuple[dict[str, Any], float]:
+        """A key set newer than ours and how long it may be used: from another process
+        through the shared cache if one has it, else fetched (once for all processes) from
+        the issuer."""
         if self._shared is None:
-            return (await self._from_issuer())[0]
-        have = self._state.document_at
+            return await self._from_issuer()
+        have, settings = self._state.document_at, self._settings
+        # Bound to the key set's URL when one is configured: another API may name another.
+        parts = () if settings.jwks_uri is None else (_digest(settings.jwks_uri),)
         return await self._shared.once(
-            self._shared.key("jwks"),
+            self._shared.key("jwks", *parts),
             self._from_issuer,
-            lease=self._settings.http_timeout + 1,
+            budget=settings.http_timeout,
+            bound=lambda document: FIRST_BACKOFF if "failed" in document else settings.jwks_ttl,
             accept=lambda document: "failed" in document or number(document.get("at")) > have,
         )
 
@@ -270,16 +293,17 @@ class RemoteKeySet:
         ttl = self._ttl(response.headers)
         return {"jwks": response.data, "at": self._wall(), "ttl": ttl, "url": url}, ttl
 
-    def _install(self, seq: int, keys: KeySet, document: dict[str, Any]) -> None:
+    def _install(self, seq: int, keys: KeySet, document: dict[str, Any], life: float) -> None:
         old = self._state
         if seq < old.seq:
             return  # an older fetch must never overwrite a newer key set
         now = self._monotonic()
         settings = self._settings
-        ttl = number(document.get("ttl")) or settings.jwks_ttl
+        # Our jwks_ttl bounds the life of every key set, whoever fetched it: a document from
+        # another process lives what is left of its own TTL, never more than ours.
+        ttl = min(number(document.get("ttl")) or settings.jwks_ttl, settings.jwks_ttl)
         fetched = number(document.get("at"))
-        # A document from another process is as old as its fetch (clamped: clocks differ).
-        expires_at = now + min(max(ttl - (self._wall() - fetched), 0.0), ttl)
+        expires_at = now + min(max(life, 0.0), ttl)
         self._state = _State(
             keys=keys,
             fetched_at=now,
@@ -334,7 +358,10 @@ class RemoteKeySet:
             return configured
         return min(max(float(match.group(1)), min(MIN_TTL, configured)), configured)
 
-    def forget_loop(self) -> None:
+    def forget_loop(self, keep: Callable[[object], None]) -> None:
+        """Drop the flight and the loop (into ``keep``): they belong to a loop that is gone,
+        or to the parent process. The installed key set stays."""
+        keep(self._flight)
         self._flight = SingleFlight()
         self._loop = None
         self._refresh_requested = False

@@ -10,9 +10,13 @@ Theory of operation
   thread (``TokenValidator._check_local`` is thread-safe by construction). A hop costs about as
   much as a whole verification, so only the part that waits for the network takes it.
 - Every cross-thread wait has a timeout; an expired wait answers 503, never hangs a worker.
+- A loop thread that died (a callback raised ``SystemExit``, someone stopped its loop) is
+  replaced on the next need, and a caller waiting on it tries once more on the new one;
+  validators move to the new loop by themselves, keeping their caches.
 - After ``fork()`` the child has no loop thread (threads do not survive a fork): the first need
-  starts a new one, and every validator drops what was bound to the parent's loop (HTTP
-  connections, flights) while keeping its caches.
+  starts a new one. Every validator drops what was bound to the parent's loop (HTTP
+  connections, flights, the shared cache's client) while keeping its caches (``_fork``).
+- ``close()`` is final: ``validate()`` afterwards raises ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -20,20 +24,24 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
+import inspect
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
+from . import _fork
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
 from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
 from ._options import configured
 from ._token import AccessToken
-from ._validator import TokenValidator
+from ._validator import CLOSED, TokenValidator
 
 logger = logging.getLogger("oauth_shield.sync")
 
@@ -42,6 +50,16 @@ T = TypeVar("T")
 #: Added to the HTTP timeout for the longest a thread waits for the loop (queueing, a
 #: single-flight fetch it joins late, discovery before the key set).
 WAIT_MARGIN = 5.0
+
+
+#: How often a thread waiting for the loop checks that the loop thread is still alive.
+LIVENESS_CHECK = 0.25
+#: Longest the closing of what a dead loop held may take, before a new loop starts.
+DISPOSE_TIMEOUT = 1.0
+
+
+class LoopDiedError(RuntimeError):
+    """The loop thread died while a caller waited for it."""
 
 
 class _LoopThread:
@@ -54,18 +72,53 @@ class _LoopThread:
         )
         self.thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() and not self.loop.is_closed()
+
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coroutine`` on the loop and wait for it; :class:`LoopDiedError` if the loop
+        thread dies meanwhile, ``TimeoutError`` after ``timeout``."""
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(max(min(LIVENESS_CHECK, deadline - time.monotonic()), 0))
+            except concurrent.futures.TimeoutError:
+                if not self.alive:
+                    future.cancel()
+                    if inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED:
+                        coroutine.close()  # never started: no "never awaited" warning
+                    raise LoopDiedError from None
+                if time.monotonic() >= deadline:
+                    future.cancel()
+                    raise
 
     def stop(self) -> None:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
+
+    def dispose(self) -> None:
+        """After the thread has ended: close what the validators left on its loop, on that
+        loop, briefly (their connections cannot be closed anywhere else), then the loop."""
+        if self.thread.is_alive() or self.loop.is_closed():
+            return
+        left = [each._validator for each in list(_validators)]
+
+        async def release() -> None:
+            bound = [each._release() for each in left if each._loop is self.loop]
+            await asyncio.wait_for(asyncio.gather(*bound, return_exceptions=True), DISPOSE_TIMEOUT)
+
+        closing = release()
+        try:
+            self.loop.run_until_complete(closing)
+        except Exception:  # not here (a loop runs in this thread), or too slow: let them go
+            closing.close()
+            logger.debug("closing what the dead loop held failed", exc_info=True)
+        finally:
+            with contextlib.suppress(RuntimeError):  # running again after all: not ours to close
+                self.loop.close()
 
 
 _lock = threading.Lock()
@@ -74,27 +127,31 @@ _validators: weakref.WeakSet[SyncTokenValidator] = weakref.WeakSet()
 
 
 def _loop_thread() -> _LoopThread:
+    """The process's loop thread: started on first need, and again if it died."""
     global _shared
     loop_thread = _shared
-    if loop_thread is None:
+    if loop_thread is None or not loop_thread.alive:
         with _lock:
-            if _shared is None:
+            if _shared is None or not _shared.alive:
+                if _shared is not None:
+                    logger.warning("the event loop thread had died; starting a new one")
+                    _shared.dispose()
                 _shared = _LoopThread()
             loop_thread = _shared
     return loop_thread
 
 
 def _after_fork_in_child() -> None:
+    """The parent's loop thread does not exist here; its loop is kept, untouched (``_fork``)."""
     global _shared, _lock
+    _fork.keep(_shared)
     _shared = None
     _lock = threading.Lock()
-    for validator in list(_validators):
-        validator._validator._forget_loop()
 
 
 def _close_soon(validator: TokenValidator) -> None:
     loop_thread = _shared
-    if loop_thread is not None and loop_thread.loop.is_running():
+    if loop_thread is not None and loop_thread.alive:
         asyncio.run_coroutine_threadsafe(validator.aclose(), loop_thread.loop)
 
 
@@ -108,7 +165,7 @@ def _shutdown() -> None:
     loop_thread.stop()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.on_fork(_after_fork_in_child)
 
 
 class SyncTokenValidator:
@@ -156,34 +213,47 @@ class SyncTokenValidator:
     ) -> AccessToken:
         """Validate ``token`` and require ``scopes``; raises :class:`AuthError` and nothing else
         for anything about the token (see :meth:`TokenValidator.validate`, and its
-        ``requester``)."""
+        ``requester``). After :meth:`close` it raises ``RuntimeError("this validator is
+        closed")``, a programming error, before it looks at the token."""
+        if self._closed:
+            raise RuntimeError(CLOSED)
         validator = self._validator
         required = required_scopes(scopes)
         try:
             result = validator._check_local(token, required)
             if isinstance(result, AccessToken):
                 return result
-            remote = validator._check_remote(result, required, requester)
-            return self._on_loop(remote, result.waits_for)
+            pending = result
+            return self._on_loop(
+                lambda: validator._remote(pending, required, requester), result.waits_for
+            )
         except AuthError as error:
             validator._log_rejection(error, token)
             raise
 
-    def _on_loop(self, coroutine: Coroutine[Any, Any, T], waits_for: Reason) -> T:
-        failure: str | None = None
-        try:
-            return _loop_thread().run(coroutine, self._wait)
-        except concurrent.futures.TimeoutError:
-            failure = "timed out"
-        except RuntimeError:  # the loop is gone: interpreter shutdown
-            coroutine.close()
-            failure = "no event loop"
+    def _on_loop(self, work: Callable[[], Coroutine[Any, Any, T]], waits_for: Reason) -> T:
+        """``work()`` on the loop thread; once more on a new one if that thread dies."""
+        failure = "timed out"
+        for _ in range(2):
+            coroutine = work()
+            try:
+                return _loop_thread().run(coroutine, self._wait)
+            except LoopDiedError:
+                failure = "the loop thread died"
+            except concurrent.futures.TimeoutError:
+                break
+            except RuntimeError:  # no loop at all: interpreter shutdown
+                coroutine.close()
+                failure = "no event loop"
+                break
         logger.warning("validation on the event loop thread failed: %s", failure)
         raise TemporarilyUnavailableError(waits_for)
 
     def start(self) -> None:
         """Start warming the caches on the loop thread, and return at once (see
         :meth:`TokenValidator.start`)."""
+        if self._closed:
+            raise RuntimeError(CLOSED)
         loop = _loop_thread().loop
         asyncio.run_coroutine_threadsafe(self._validator.start(), loop)
 
@@ -191,6 +261,8 @@ class SyncTokenValidator:
         """Fetch the metadata and key set now, and raise :class:`ConfigurationError` or
         :class:`IssuerUnavailableError` if tokens cannot be checked (see
         :meth:`TokenValidator.check`). Waits at most ``http_timeout`` plus a margin."""
+        if self._closed:
+            raise RuntimeError(CLOSED)
         try:
             _loop_thread().run(self._validator.check(), self._wait)
         except concurrent.futures.TimeoutError:
@@ -199,16 +271,19 @@ class SyncTokenValidator:
             ) from None
 
     def close(self) -> None:
-        """Close connections to the issuer (the shared loop thread stays for others)."""
+        """Close connections to the issuer (the shared loop thread stays for others). Final:
+        :meth:`validate` raises ``RuntimeError`` afterwards."""
         if self._closed:
             return
         self._closed = True
         loop_thread = _shared
-        if loop_thread is not None and loop_thread.loop.is_running():
+        if loop_thread is not None and loop_thread.alive:
             try:
                 loop_thread.run(self._validator.aclose(), self._wait)
+                return
             except (concurrent.futures.TimeoutError, RuntimeError):
                 logger.warning("closing a validator timed out")
+        self._validator._closed = True  # nothing of it runs anywhere: closed as it is
 
     def __enter__(self) -> Self:
         return self

@@ -10,10 +10,11 @@ caller's thread and sends only the second half to the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import MappingProxyType, TracebackType
 from typing import Any, NamedTuple, Self, Unpack
@@ -21,12 +22,13 @@ from typing import Any, NamedTuple, Self, Unpack
 import httpx
 
 from . import _config as defaults
+from . import _fork
 from ._arguments import ValidatorOverrides
 from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import ScopeMemo, check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
-from ._config import AuthMethod, Profile, Settings, shown
+from ._config import AuthMethod, Profile, Settings
 from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
 from ._discovery import Discovery
 from ._errors import (
@@ -49,7 +51,7 @@ from ._jose import (
 from ._keyset import Need, RemoteKeySet
 from ._options import configured
 from ._secret import Secret, as_secret
-from ._shared import SharedCache
+from ._shared import shared_cache
 from ._token import AccessToken, fingerprint, text_fingerprint
 
 logger = logging.getLogger("oauth_shield.validator")
@@ -60,6 +62,13 @@ MAX_KNOWN_HEADERS = 64
 #: Refusals of a reason that may mean misconfiguration, but was decided before the signature
 #: (a forged alg, a random kid), are examined this many times; then that reason never again.
 MAX_DIAGNOSES = 16
+#: What validate() says after aclose(): a programming error, not a token problem.
+CLOSED = "this validator is closed"
+#: What validate() says when called from a second event loop while the first one still runs.
+FOREIGN_LOOP = (
+    "this TokenValidator belongs to an event loop running in another thread: use one "
+    "validator per event loop, or SyncTokenValidator from threads"
+)
 
 
 class _NeedKeys(NamedTuple):
@@ -82,45 +91,8 @@ class _NeedIntrospection(NamedTuple):
 _Pending = _NeedKeys | _NeedIntrospection
 
 
-def shared_cache(
-    issuer: str,
-    redis_url: str | None,
-    cache: Any,
-    secret: Secret | None,
-    monotonic: Callable[[], float],
-) -> SharedCache | None:
-    """The shared tier, from a Redis URL or an aiocache instance (not both), if any."""
-    if redis_url is not None and cache is not None:
-        raise ConfigurationError("give redis_url or cache, not both")
-    if redis_url is not None or cache is not None:
-        # aiocache and redis are the `redis` extra: only the shared tier uses them.
-        try:
-            from aiocache import Cache
-
-            if redis_url is not None:
-                import redis  # noqa: F401 - aiocache needs it for redis://
-        except ImportError:
-            raise ImportError(
-                "the shared cache (redis_url, cache) needs aiocache and redis: "
-                "pip install 'oauth-shield[redis]'"
-            ) from None
-    if redis_url is not None:
-        if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
-            raise ConfigurationError(
-                f"redis_url must be a redis:// or rediss:// URL; given {shown(redis_url)}",
-                field="redis_url",
-            )
-        try:
-            cache = Cache.from_url(redis_url)
-        except ValueError:  # a malformed port, IPv6 host or database number
-            raise ConfigurationError(
-                f"redis_url is not a valid Redis URL; given {shown(redis_url)}", field="redis_url"
-            ) from None
-    if cache is None:
-        if secret is not None:
-            raise ConfigurationError("cache_secret needs a shared cache (redis_url or cache)")
-        return None
-    return SharedCache(cache, issuer, secret=secret, monotonic=monotonic)
+def _drop(dropped: object) -> None:
+    """Let go of what belonged to an event loop that has ended: collected, hence closed."""
 
 
 class TokenValidator:
@@ -151,13 +123,25 @@ class TokenValidator:
     :param cache: the same with any aiocache cache instance you configured yourself.
     :param cache_secret: authenticate what goes through the shared cache (HMAC-SHA256), so
         that write access to Redis alone cannot make a token valid; the same in every
-        process. Or ``cache_secret_file``.
+        process, at least 16 characters. Or ``cache_secret_file``. Required with a shared
+        cache...
+    :param insecure_shared_cache: ...unless this is ``True``: then whoever can write to the
+        cache can make any token valid (logged as a warning at startup).
     :param transport: an ``httpx`` transport for all requests to the issuer (TLS settings,
         proxies, tests).
     :param clock: the clock seam (see :class:`~oauth_shield._clock.Clock`), for tests.
 
     The remaining parameters tune limits and caches; docs/configuration.md lists each one with
     its default and the reason for it.
+
+    Processes, threads and event loops: a validator runs its network work on one event loop
+    at a time. When that loop has ended (``asyncio.run()`` called again, a test's own loop),
+    the next call moves it to the running loop, and it keeps its caches. While that loop still
+    runs in another thread, :meth:`validate` raises ``RuntimeError``: use one validator per
+    event loop, or :class:`SyncTokenValidator` from threads. After ``fork()`` the child gets
+    new connections, locks and loop state, and keeps the parent's caches. After
+    :meth:`aclose`, :meth:`validate` raises ``RuntimeError("this validator is closed")``
+    until the validator is entered again with ``async with``.
     """
 
     def __init__(
@@ -195,6 +179,7 @@ class TokenValidator:
         cache: Any = None,
         cache_secret: str | Secret | None = None,
         cache_secret_file: str | os.PathLike[str] | None = None,
+        insecure_shared_cache: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -242,18 +227,19 @@ class TokenValidator:
             transport=transport,
             allow_http=insecure_http,
         )
-        self._owns_cache = redis_url is not None
         self._shared = shared_cache(
-            issuer,
+            self.settings,
             redis_url,
             cache,
             as_secret(cache_secret, cache_secret_file, "cache_secret"),
-            self._clock.monotonic,
+            insecure_shared_cache,
+            self._clock,
         )
-        if self._shared is not None and cache_secret is None and cache_secret_file is None:
+        if self._shared is not None and insecure_shared_cache:
             config_logger.warning(
-                "the shared cache is not authenticated: whoever can write to it can make "
-                "tokens valid; set cache_secret (issuer %s)",
+                "the shared cache is not authenticated (insecure_shared_cache): whoever can "
+                "write to it can make any token valid, as any user; set cache_secret "
+                "(issuer %s)",
                 issuer,
             )
         self._discovery = Discovery(
@@ -283,6 +269,10 @@ class TokenValidator:
             if self.settings.introspection
             else None
         )
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the network work runs on
+        self._guard: AsyncGenerator[None, None] | None = None  # see _closes_with()
+        self._closed = False
+        _fork.register(self)
 
     @classmethod
     def from_env(
@@ -307,6 +297,8 @@ class TokenValidator:
     # --- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        """Open on the running loop and warm the key set in the background. A closed
+        validator may be entered again: each ``async with`` block is one serving cycle."""
         await self.start()
         return self
 
@@ -314,9 +306,13 @@ class TokenValidator:
         """Start warming the caches (metadata and key set) in the background, and return.
 
         Call it at application start-up so that the first requests do not wait for the key
-        set; ``async with`` calls it. Fetch failures are logged and retried, never raised:
-        use :meth:`check` to fail a start-up on a configuration that cannot work.
+        set; ``async with`` calls it. It binds the validator to the running loop and reopens
+        it after :meth:`aclose` (each serving cycle starts it again). Fetch failures are logged
+        and retried, never raised: use :meth:`check` to fail a start-up on a configuration
+        that cannot work.
         """
+        self._closed = False
+        await self._enter_loop()
         self._keys.start()
 
     async def check(self) -> None:
@@ -330,6 +326,7 @@ class TokenValidator:
         names the issuer and what to change; it never holds a secret. On success the fetched
         keys are installed, as :meth:`start` would have done.
         """
+        await self.start()
         failure = await self._keys.refresh()
         if failure is not None:
             raise readiness_error(failure, f"the key set of {self.settings.issuer}")
@@ -363,22 +360,84 @@ class TokenValidator:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop background work and close connections to the issuer."""
+        """Stop background work and close connections to the issuer and the shared cache.
+
+        From then on :meth:`validate` raises ``RuntimeError``: a validator used after its end
+        is a bug to see, not an outage to hide behind a 503 or silently new connections.
+        """
+        bound = self._loop
+        if bound is not None and bound is not asyncio.get_running_loop():
+            if bound.is_running():
+                raise RuntimeError(FOREIGN_LOOP)
+            await self._leave_loop()  # what belonged to a loop that ended cannot be closed
+        self._closed = True
+        await self._release()
+
+    async def _release(self) -> None:
+        """Close what belongs to the bound loop, on it; keep the caches and the binding."""
         await self._keys.aclose()
         if self._introspector is not None:
             await self._introspector.aclose()
         await self._discovery.aclose()
         await self._http.aclose()
-        if self._shared is not None and self._owns_cache:
+        if self._shared is not None:
             await self._shared.aclose()
 
-    def _forget_loop(self) -> None:
-        """After a fork: drop what belonged to the parent's event loop, keep the caches."""
-        self._http.forget()
-        self._keys.forget_loop()
-        self._discovery.forget_loop()
+    async def _enter_loop(self) -> None:
+        """Run on the running loop from now on; called whenever it is not the bound one."""
+        if self._closed:
+            raise RuntimeError(CLOSED)
+        loop = asyncio.get_running_loop()
+        bound = self._loop
+        if bound is loop:
+            return
+        if bound is not None:
+            if bound.is_running():
+                raise RuntimeError(FOREIGN_LOOP)
+            logger.debug("the event loop of this validator has ended; moving to a new one")
+            await self._leave_loop()
+        self._loop = loop
+        self._guard = guard = self._closes_with(loop)
+        await anext(guard)
+
+    async def _closes_with(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+        """Suspended for as long as ``loop`` runs. ``asyncio.run()`` and test runners close
+        every such generator before they close the loop (``loop.shutdown_asyncgens()``): this
+        one then closes the validator's connections, on that loop, while it still runs."""
+        try:
+            yield
+        finally:
+            if self._loop is loop and not loop.is_closed():
+                await self._release()
+
+    async def _leave_loop(self) -> None:
+        """Move off a loop that has ended: what belonged to it is dropped, not closed (it
+        would need that loop); if it shut down cleanly, it was closed then."""
+        guard = self._guard
+        self._forget_loop(_drop)
+        if guard is not None:
+            await guard.aclose()  # finished: it will not ask the old loop to finalize it
+
+    def _forget_loop(self, keep: Callable[[object], None]) -> None:
+        """Drop what belongs to the bound loop (or, after a fork, to the parent process):
+        connections, flights, the shared cache's client, the loop itself. ``keep`` receives
+        each dropped object. The caches stay."""
+        keep(self._loop)
+        keep(self._guard)
+        self._loop, self._guard = None, None
+        keep(self._http.forget())
+        self._keys.forget_loop(keep)
+        self._discovery.forget_loop(keep)
         if self._introspector is not None:
-            self._introspector.forget_loop()
+            self._introspector.forget_loop(keep)
+        if self._shared is not None:
+            self._shared.renew(keep)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see ``_fork``): nothing of the parent's loop or connections is
+        used, closed or collected; the caches (their locks made anew) are kept."""
+        self._diagnosis_lock = threading.Lock()  # a thread of the parent may have held it
+        self._forget_loop(_fork.keep)
 
     # --- validation ------------------------------------------------------------------
 
@@ -400,7 +459,13 @@ class TokenValidator:
         address): introspection calls are charged to it first, so that one client can never
         spend the budget of the others. It is never logged; ``None`` is one anonymous requester
         shared by every caller that passes none (docs/introspection.md, "Fairness").
+
+        Raises ``RuntimeError`` instead, before it looks at the token, for two programming
+        errors: a validator used after :meth:`aclose`, and one used from a second event loop
+        while its own loop still runs in another thread (see the class docstring).
         """
+        if self._closed or self._loop is not asyncio.get_running_loop():
+            await self._enter_loop()
         required = required_scopes(scopes)
         try:
             result = self._check_local(token, required)
@@ -461,6 +526,15 @@ class TokenValidator:
         if jose and parse_compact(token, algorithms, known) is None:
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
         return None
+
+    async def _remote(
+        self, pending: _Pending, required: frozenset[str], requester: str | None = None
+    ) -> AccessToken:
+        """:meth:`_check_remote` for a caller that did not enter through :meth:`validate`
+        (the sync facade, on its loop thread)."""
+        if self._closed or self._loop is not asyncio.get_running_loop():
+            await self._enter_loop()
+        return await self._check_remote(pending, required, requester)
 
     async def _check_remote(
         self, pending: _Pending, required: frozenset[str], requester: str | None = None

@@ -141,6 +141,39 @@ async def answer_lifespan(receive: Any, send: Any) -> None:
     await send({"type": "lifespan.shutdown.complete"})
 
 
+#: The shared cache secret of ``shared_validators``, and the client they introspect as.
+SHARED_CACHE_SECRET = "shared-cache-secret-0123"
+SHARED_CLIENT = ("resource-server", "rs-secret")
+
+
+@pytest.fixture
+async def shared_validators(
+    issuer: LocalIssuer, clock: FrozenClock, redis: RedisServer
+) -> AsyncIterator[ValidatorFactory]:
+    """Validators sharing the test's Redis, as separate processes would; closed afterwards."""
+    issuer.clients[SHARED_CLIENT[0]] = SHARED_CLIENT[1]
+    made: list[TokenValidator] = []
+
+    def make(transport: Any = None, **options: Any) -> TokenValidator:
+        settings = {
+            "issuer": issuer.issuer,
+            "audience": issuer.audience,
+            "clock": clock,
+            "transport": transport or issuer.transport(),
+            "redis_url": redis.url,
+            "cache_secret": SHARED_CACHE_SECRET,
+            "client_id": SHARED_CLIENT[0],
+            "client_secret": SHARED_CLIENT[1],
+            **options,
+        }
+        made.append(created := TokenValidator(**settings))
+        return created
+
+    yield make
+    for created in made:
+        await created.aclose()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server for the session (./run test installs it when missing)."""

@@ -88,7 +88,14 @@ class RedisServer:
             return b"".join(chunks)
 
     def flush(self) -> None:
-        self.command("FLUSHALL")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):  # +OK: no need to wait for more
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                reply += chunk
 
     def __enter__(self) -> RedisServer:
         self.start()

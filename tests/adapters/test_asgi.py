@@ -3,6 +3,7 @@ websockets, and bodies it reads on the way."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -303,3 +304,27 @@ def test_starlette_sees_its_user_and_auth(issuer: LocalIssuer, clock: Any) -> No
         assert client.get("/admin", headers=auth).status_code == 403  # Starlette's @requires
         assert client.get("/health").json() == {"authenticated": False}
         assert client.get("/me").status_code == 401  # ours: not public
+
+
+async def test_a_second_lifespan_cycle_serves_again(
+    validator: TokenValidator, issuer: LocalIssuer
+) -> None:
+    """Shutdown closes the validator, and a closed validator refuses to work: the next
+    startup opens it again (a test suite runs the same app's lifespan once per test)."""
+    middleware = BearerAuthMiddleware(App(), validator=validator, scopes=["read"])
+    for _ in range(2):
+        incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        started = asyncio.Event()
+
+        async def send(message: dict[str, Any], started: asyncio.Event = started) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                started.set()
+
+        incoming.put_nowait({"type": "lifespan.startup"})
+        lifespan = asyncio.create_task(middleware({"type": "lifespan"}, incoming.get, send))
+        await started.wait()
+        reply = await call(middleware, http("/items", issuer.token(scope="read")))
+        assert reply[0]["status"] == 200
+        incoming.put_nowait({"type": "lifespan.shutdown"})
+        await lifespan
+    assert issuer.requests["/jwks"] == 1

@@ -130,6 +130,25 @@ async def test_quart_warms_up_before_serving_and_closes_after(issuer: LocalIssue
     assert validator._http._client is None  # closed after serving
 
 
+async def test_quart_serves_again_after_a_serving_cycle(issuer: LocalIssuer, clock: Any) -> None:
+    """after_serving closes the validator, and a closed validator refuses to work: the next
+    before_serving opens it again (a test suite serves the same app once per test)."""
+    app = configured("quart", issuer)
+    shield = quart_oauth_shield.Shield(app, transport=issuer.transport(), clock=clock)
+
+    @app.get("/who")
+    @shield.require()
+    async def who() -> str:
+        return quart_oauth_shield.current_token.subject or ""
+
+    for _ in range(2):
+        async with app.test_app() as serving:
+            bearer = {"Authorization": f"Bearer {issuer.token()}"}
+            response = await serving.test_client().get("/who", headers=bearer)
+            assert (response.status_code, await response.get_data(as_text=True)) == (200, "user-1")
+    assert issuer.requests["/jwks"] == 1
+
+
 @pytest.mark.parametrize("framework", ["flask", "quart"])
 def test_a_missing_framework_names_the_extra(framework: str) -> None:
     code = f"import sys; sys.modules[{framework!r}] = None; import {framework}_oauth_shield"

@@ -10,48 +10,22 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiocache import Cache
 
 from oauth_shield import AuthError, Reason, TokenValidator
-from oauth_shield._shared import SharedCache
+from oauth_shield._shared import SharedCache, redis_cache
 from oauth_shield._token import token_digest
 from oauth_shield.testing import LocalIssuer, SigningKey, loopback_socket
-from tests.conftest import FrozenClock, refused
+from tests.conftest import NOW, SHARED_CACHE_SECRET, FrozenClock, ValidatorFactory, refused
 from tests.redis_server import RedisServer
 from tests.shell.conftest import GatedTransport, settle
 
-CLIENT = ("resource-server", "rs-secret")
-CACHE_SECRET = "shared-cache-secret"
-
 
 @pytest.fixture
-async def make(issuer: LocalIssuer, clock: FrozenClock, redis: RedisServer) -> AsyncIterator[Any]:
-    """Validators sharing the test's Redis, as separate processes would; closed afterwards."""
-    issuer.clients[CLIENT[0]] = CLIENT[1]
-    made: list[TokenValidator] = []
-
-    def validator(transport: Any = None, **options: Any) -> TokenValidator:
-        settings = {
-            "issuer": issuer.issuer,
-            "audience": issuer.audience,
-            "clock": clock,
-            "transport": transport or issuer.transport(),
-            "redis_url": redis.url,
-            "cache_secret": CACHE_SECRET,
-            "client_id": CLIENT[0],
-            "client_secret": CLIENT[1],
-            **options,
-        }
-        made.append(created := TokenValidator(**settings))
-        return created
-
-    yield validator
-    for created in made:
-        await created.aclose()
+def make(shared_validators: ValidatorFactory) -> ValidatorFactory:
+    return shared_validators
 
 
 def stored(redis: RedisServer) -> dict[str, bytes]:
@@ -134,15 +108,19 @@ async def test_redis_holds_no_token_and_no_filtered_field(
         assert secret not in dump
 
 
-async def test_a_lost_holder_costs_at_most_one_lease(
+async def test_a_lost_holder_costs_at_most_one_fetch_budget(
     make: Any, issuer: LocalIssuer, redis: RedisServer
 ) -> None:
-    validator = make(http_timeout=0.5)  # lease: timeout + 1 s
-    lock = validator._shared.key("jwks") + ":lock"  # type: ignore[union-attr]
-    redis.command("SET", lock, "a-process-that-died", "PX", "60000")
+    validator = make(http_timeout=0.5)
+    shared = validator._shared
+    assert shared is not None
+    lock = shared.key("jwks") + ":lock"
+    lease = shared._seal(lock, {"holder": "a-process-that-died"}, 1.5)  # genuine, current
+    assert lease is not None
+    redis.command("SET", lock, lease, "PX", "60000")
     started = time.monotonic()
     assert (await validator.validate(issuer.token())).subject == "user-1"
-    assert 1.4 < time.monotonic() - started < 3.0
+    assert 0.4 < time.monotonic() - started < 1.5  # the fetch budget, then its own fetch
     assert issuer.requests["/jwks"] == 1  # it fetched itself, once
 
 
@@ -157,6 +135,7 @@ async def test_redis_down_never_fails_a_request(
             clock=clock,
             transport=issuer.transport(),
             redis_url=f"redis://127.0.0.1:{dead.getsockname()[1]}",
+            cache_secret=SHARED_CACHE_SECRET,
         )
         for i in range(30):
             assert (await validator.validate(issuer.token(sub=f"u{i}"))).subject == f"u{i}"
@@ -224,7 +203,7 @@ async def test_redis_killed_and_restarted(
 
 
 async def test_a_value_published_just_before_the_lease_is_taken_is_used(redis: RedisServer) -> None:
-    shared = SharedCache(Cache.from_url(redis.url), "https://issuer.test")
+    shared = SharedCache(redis_cache(redis.url), "https://issuer.test", url=redis.url)
     key = shared.key("metadata")
     await shared.set(key, {"at": 1}, 60)
     looks = itertools.count()
@@ -235,7 +214,35 @@ async def test_a_value_published_just_before_the_lease_is_taken_is_used(redis: R
         return {"at": 2}, 60
 
     # The first look misses, as when the last holder publishes and releases right after it.
-    found = await shared.once(key, produce, lease=5, accept=lambda value: next(looks) > 0)
+    found, _ = await shared.once(
+        key, produce, budget=5, bound=lambda value: 60, accept=lambda value: next(looks) > 0
+    )
+    assert (found, produced) == ({"at": 1}, [])
+    await shared.aclose()
+
+
+async def test_a_waiter_whose_holder_just_released_uses_the_published_value(
+    redis: RedisServer,
+) -> None:
+    """The lease was taken when we tried, and is gone (released) when we look at it: its
+    holder published first. Fetching ourselves then would be one fetch too many."""
+    shared = SharedCache(redis_cache(redis.url), "https://issuer.test", url=redis.url)
+    key = shared.key("metadata")
+    await shared.set(key, {"at": 1}, 60)
+    looks = itertools.count()
+    produced: list[int] = []
+
+    def accept(value: dict[str, Any]) -> bool:
+        if next(looks) == 0:  # our first look misses; the lease is someone else's...
+            redis.command("SET", key + ":lock", "no-longer-a-current-lease")
+            return False
+        return True
+
+    async def produce() -> tuple[dict[str, Any], float]:
+        produced.append(1)
+        return {"at": 2}, 60
+
+    found, _ = await shared.once(key, produce, budget=5, bound=lambda value: 60, accept=accept)
     assert (found, produced) == ({"at": 1}, [])
     await shared.aclose()
 
@@ -245,8 +252,10 @@ async def test_entries_written_without_the_secret_are_ignored(
 ) -> None:
     validator = make()
     attacker = SigningKey("ES256", kid="attacker")
-    forged = {"jwks": {"keys": [attacker.jwk]}, "at": 2e9, "ttl": 300}
-    redis.command("SET", validator._shared.key("jwks"), json.dumps(json.dumps(forged)))  # type: ignore[union-attr]
+    key = validator._shared.key("jwks")  # type: ignore[union-attr]
+    forged = {"jwks": {"keys": [attacker.jwk]}, "at": NOW, "ttl": 300}
+    envelope = {"v": 1, "key": key, "exp": NOW + 300, "value": forged}
+    redis.command("SET", key, "0" * 64 + ":" + json.dumps(envelope))  # a MAC made up
     await refused(validator, issuer.token(key=attacker), Reason.UNKNOWN_KID)
     assert (await validator.validate(issuer.token())).subject == "user-1"  # from the issuer
     assert issuer.requests["/jwks"] == 1
@@ -262,9 +271,10 @@ async def test_a_verdict_moved_to_another_token_does_not_verify(
     await validator.validate(good)
     shared = validator._shared
     assert shared is not None
-    reply = redis.command("GET", shared.key("introspection", token_digest(good)))
+    scope = validator._introspector._verdict_scope  # type: ignore[union-attr]
+    reply = redis.command("GET", shared.key("introspection", scope, token_digest(good).hex()))
     moved = reply.split(b"\r\n", 1)[1].removesuffix(b"\r\n").decode()  # a RESP bulk string
-    redis.command("SET", shared.key("introspection", token_digest(other)), moved)
+    redis.command("SET", shared.key("introspection", scope, token_digest(other).hex()), moved)
     await refused(make(), other, Reason.INACTIVE)  # a new process: asks the server
     assert issuer.requests["/introspect"] == 2
 
@@ -274,7 +284,48 @@ async def test_an_unauthenticated_shared_cache_is_a_startup_warning(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="oauth_shield.config")
     await TokenValidator(
-        issuer=issuer.issuer, audience=issuer.audience, redis_url=redis.url
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        redis_url=redis.url,
+        insecure_shared_cache=True,
     ).aclose()
     said = [r.getMessage() for r in caplog.records if r.name == "oauth_shield.config"]
     assert any("shared cache is not authenticated" in line for line in said)
+
+
+async def test_a_redis_url_with_an_acl_user_and_the_documented_permissions(
+    make: Any, issuer: LocalIssuer, redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The URL is read by redis-py whole: an ACL user (aiocache's own parser dropped the user
+    name), limited to the commands docs/deployment.md lists."""
+    caplog.set_level(logging.WARNING, logger="oauth_shield.shared")
+    acl = "on >user-password ~oauth_shield:* +get +getrange +set +psetex +eval +del"
+    assert redis.command("ACL", "SETUSER", "oauth-shield", *acl.split()) == b"+OK\r\n"
+    try:
+        url = f"redis://oauth-shield:user-password@127.0.0.1:{redis.port}/0"
+        opaque = issuer.opaque_token()
+        for _ in range(2):  # the second process reads what the first published
+            validator = make(redis_url=url)
+            await validator.validate(issuer.token())
+            await validator.validate(opaque)
+        assert b" user=oauth-shield " in redis.command("CLIENT", "LIST")  # not the default user
+    finally:
+        redis.command("ACL", "DELUSER", "oauth-shield")
+    assert (issuer.requests["/jwks"], issuer.requests["/introspect"]) == (1, 1)
+    assert [r.getMessage() for r in caplog.records if r.name == "oauth_shield.shared"] == []
+
+
+def test_a_rediss_url_connects_with_tls(issuer: LocalIssuer) -> None:
+    validator = TokenValidator(
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        redis_url="rediss://user:password@redis.internal:6380/3",
+        cache_secret=SHARED_CACHE_SECRET,
+    )
+    pool = validator._shared.cache.client.connection_pool  # type: ignore[union-attr]
+    assert pool.connection_class.__name__ == "SSLConnection"
+    assert {k: pool.connection_kwargs[k] for k in ("username", "db", "port")} == {
+        "username": "user",
+        "db": 3,
+        "port": 6380,
+    }

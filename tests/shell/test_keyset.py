@@ -122,8 +122,8 @@ async def test_an_older_fetch_cannot_overwrite_a_newer_key_set(
     newer = import_key_set({"keys": [signing_keys["RS256"].jwk]}, algorithms)
     older = import_key_set({"keys": [signing_keys["ES256"].jwk]}, algorithms)
     document = {"ttl": 300.0, "at": 0.0}
-    keys._install(2, newer, document)
-    keys._install(1, older, document)
+    keys._install(2, newer, document, 300.0)
+    keys._install(1, older, document, 300.0)
     assert keys.keys is newer
 
 
