@@ -33,6 +33,7 @@ from typing import Any, AnyStr
 
 import httpx
 
+from . import _fork
 from ._cache import BoundedCache
 from ._config import url_error
 from ._http import url_problem
@@ -214,6 +215,14 @@ class _Tokens:
         self.task: asyncio.Task[tuple[Secret, float]] | None = None
         self.failure = ""
         self.failed_until = 0.0
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the lock may be held by a thread that does not exist here, and
+        the task belongs to the parent's loop; the cached token stays good."""
+        self.lock = threading.Lock()
+        _fork.keep(self.task)
+        self.task = None
 
     def fresh(self) -> Secret | None:
         now = time.monotonic()
@@ -257,9 +266,11 @@ class _Tokens:
     async def aget(self, afetch: Any) -> Secret:
         if (token := self.fresh()) is not None:
             return token
-        if self.task is None or self.task.done():
-            self.task = asyncio.ensure_future(self._aattempt(afetch))
-        return self.store(await asyncio.shield(self.task))
+        task = self.task
+        # A task of another loop (asyncio.run() twice, a test's loop) cannot be awaited here.
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = self.task = asyncio.ensure_future(self._aattempt(afetch))
+        return self.store(await asyncio.shield(task))
 
 
 class _BearerAuth(httpx.Auth):

@@ -518,3 +518,81 @@ def test_a_caller_waiting_when_the_loop_thread_dies_is_served_on_a_new_one(
         loop.call_soon_threadsafe(loop.stop)  # the loop thread ends under the waiting caller
         waiting.join(10)
     assert result == ["user-1"]
+
+
+# --- downstream token caches ---------------------------------------------------------------
+
+
+def downstream_auth(issuer: LocalIssuer) -> Any:
+    from oauth_shield.downstream import ClientCredentialsAuth
+
+    issuer.clients["service"] = "downstream-secret"
+    transport = httpx.MockTransport(issuer.handle)
+    return ClientCredentialsAuth(
+        token_endpoint="https://issuer.test/token",
+        client_id="service",
+        client_secret="downstream-secret",
+        transport=transport,
+        async_transport=transport,
+    )
+
+
+def fetched(auth: Any) -> str:
+    """The Authorization a downstream call carries, the token fetched on the way."""
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"].split(" ")[0])
+        return httpx.Response(200)
+
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+        client.get("https://api.test/x")
+    return seen[0]
+
+
+@forks
+def test_a_child_forked_while_a_thread_fetches_a_downstream_token_does_not_hang(
+    issuer: LocalIssuer,
+) -> None:
+    auth = downstream_auth(issuer)
+    tokens = auth._tokens()
+    inside, leave = threading.Event(), threading.Event()
+
+    def fetching() -> None:
+        with tokens.lock:  # as a thread waiting on the token endpoint when the process forks
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=fetching)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        assert in_child(lambda: fetched(auth), timeout=3) == "Bearer"
+    finally:
+        leave.set()
+        thread.join(5)
+    assert fetched(auth) == "Bearer"
+
+
+def test_a_downstream_token_survives_a_second_event_loop(issuer: LocalIssuer) -> None:
+    """The refresh task of the first loop cannot be awaited on the second: before, the second
+    loop's first call failed with 'attached to a different loop' while it was in flight."""
+    auth = downstream_auth(issuer)
+    tokens = auth._tokens()
+    served: list[str] = []
+
+    async def call() -> None:
+        def api(request: httpx.Request) -> httpx.Response:
+            served.append(request.headers["Authorization"].split(" ")[0])
+            return httpx.Response(200)
+
+        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+            await client.get("https://api.test/x")
+
+    async def abandon_a_refresh() -> None:
+        never = asyncio.get_running_loop().create_future()
+        tokens.task = asyncio.ensure_future(never)  # in flight when this loop ends
+
+    asyncio.run(abandon_a_refresh())
+    asyncio.run(call())
+    assert served == ["Bearer"]
