@@ -25,8 +25,7 @@ from ._secret import Secret
 from ._sync import SyncTokenValidator
 from ._token import AccessToken
 from ._validator import TokenValidator
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AccessToken",

@@ -12,7 +12,8 @@ annotations`` here: the annotations must be real at run time, for that test and 
 """
 
 import os
-from collections.abc import Iterable, Sequence
+import ssl
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 import httpx
@@ -22,8 +23,23 @@ from ._config import AuthMethod, Profile
 from ._secret import Secret
 
 
-class _ValidatorTuning(TypedDict, total=False):
-    """Every parameter that has a default (docs/configuration.md)."""
+class ConnectionOptions(TypedDict, total=False):
+    """How to reach the authorization server (docs/configuration.md, "Connection"): the
+    keyword arguments of :func:`oauth_shield._connection.connection`, taken by
+    ``TokenValidator`` and by the token requests of ``oauth_shield.downstream``."""
+
+    user_agent: str | None
+    proxy: str | None
+    ca_bundle: str | os.PathLike[str] | None
+    ssl_context: ssl.SSLContext | None
+    client_cert: str | os.PathLike[str] | None
+    client_key: str | os.PathLike[str] | None
+    http_headers: Mapping[str, str] | None
+
+
+class _ValidatorTuning(ConnectionOptions, total=False):
+    """Every parameter that has a default (docs/configuration.md); the connection's from
+    :class:`ConnectionOptions`."""
 
     algorithms: Iterable[str]
     leeway: float

@@ -36,7 +36,6 @@ internal_error    an unexpected exception: a bug                             no
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 import socket
@@ -50,23 +49,21 @@ import httpx
 
 from ._config import INSECURE_URL_PROBLEMS, Settings, url_error, without_credentials
 from ._config import url_problem as _config_url_problem
+from ._connection import Connection, default_connection
 from ._diagnosis import printable
 from ._json import parse_object
 
 logger = logging.getLogger("oauth_shield.http")
 
-_HEADERS = {
-    "Accept": "application/json",
-    "Accept-Encoding": "identity",
-    "User-Agent": "oauth_shield",
-}
+#: Set on every request, after the configured extra headers (which may not override them).
+_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
 #: A URL or detail read back from a shared failure marker is cut here (it crossed Redis).
 MAX_MARKER_TEXT = 300
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _TLS_FIX = (
-    "if the server's certificate comes from a private CA, trust that CA: set SSL_CERT_FILE "
-    "to a PEM bundle that contains it, or pass transport=httpx.AsyncHTTPTransport("
-    "verify=<ssl.SSLContext>); the certificate must also name the host in the URL "
+    "if the server's certificate comes from a private CA, trust that CA: set ca_bundle "
+    "(OAUTH_SHIELD_CA_BUNDLE) to a PEM file that holds it, or SSL_CERT_FILE for the whole "
+    "process; the certificate must also name the host in the URL "
     "(docs/troubleshooting.md#a-private-ca-tls)"
 )
 #: kind -> (what happened, the usual fix)
@@ -222,13 +219,6 @@ def check_urls(settings: Settings) -> None:
             raise url_error(field, url, found[1])
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """httpx's verifying TLS context, made once per process: loading the CA bundle costs
-    tens of milliseconds, which every new client would otherwise pay again."""
-    return httpx.create_ssl_context()
-
-
 @dataclass(frozen=True, slots=True)
 class JSONResponse:
     status_code: int
@@ -246,21 +236,24 @@ class HTTPClient:
         max_bytes: int,
         transport: httpx.AsyncBaseTransport | None = None,
         allow_http: bool = False,
+        connection: Connection | None = None,
     ) -> None:
         self.allow_http = allow_http
         self.timeout = timeout
         self._max_bytes = max_bytes
         self._transport = transport
+        self._connection = connection or default_connection()
         self._client: httpx.AsyncClient | None = None
 
     def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
+            options = self._connection.client_options()
+            options["headers"].update(_HEADERS)
+            if self._transport is not None:  # the transport brings its own TLS and proxy
+                options.pop("proxy", None)
+                options["verify"] = True
             self._client = httpx.AsyncClient(
-                transport=self._transport,
-                verify=_tls() if self._transport is None else True,
-                follow_redirects=False,
-                timeout=self.timeout,
-                headers=_HEADERS,
+                transport=self._transport, follow_redirects=False, timeout=self.timeout, **options
             )
         return self._client
 

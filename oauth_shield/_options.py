@@ -25,7 +25,7 @@ logger = logging.getLogger("oauth_shield.config")
 
 PREFIX = "OAUTH_SHIELD_"
 
-_NOT_CONFIGURABLE = frozenset({"transport", "clock", "cache", "self"})
+_NOT_CONFIGURABLE = frozenset({"transport", "clock", "cache", "ssl_context", "self"})
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.1 token
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
@@ -29,6 +30,7 @@ from ._cache import BoundedCache
 from ._claims import ScopeMemo, check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings
+from ._connection import connection
 from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
 from ._discovery import Discovery
 from ._errors import (
@@ -127,8 +129,18 @@ class TokenValidator:
         cache...
     :param insecure_shared_cache: ...unless this is ``True``: then whoever can write to the
         cache can make any token valid (logged as a warning at startup).
-    :param transport: an ``httpx`` transport for all requests to the issuer (TLS settings,
-        proxies, tests).
+    :param user_agent: the ``User-Agent`` of every request to the issuer (default
+        ``oauth-shield/<version>``).
+    :param proxy: send every request to the issuer through this proxy
+        (``http://proxy.internal:3128``); by default httpx reads ``HTTPS_PROXY`` and friends.
+    :param ca_bundle: trust the CAs in this PEM file (a private CA) instead of the default
+        bundle; or give an ``ssl_context`` that verifies certificates and host names.
+    :param client_cert: a PEM file with the client certificate (and its key, or give
+        ``client_key``), for mutual TLS with the authorization server.
+    :param http_headers: extra headers on every request to the issuer (never
+        ``Authorization``, ``Cookie`` or one oauth_shield sets itself).
+    :param transport: an ``httpx`` transport for all requests to the issuer (tests; it replaces
+        the TLS and proxy settings above).
     :param clock: the clock seam (see :class:`~oauth_shield._clock.Clock`), for tests.
 
     The remaining parameters tune limits and caches; docs/configuration.md lists each one with
@@ -180,6 +192,13 @@ class TokenValidator:
         cache_secret: str | Secret | None = None,
         cache_secret_file: str | os.PathLike[str] | None = None,
         insecure_shared_cache: bool = False,
+        user_agent: str | None = None,
+        proxy: str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        http_headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -226,6 +245,15 @@ class TokenValidator:
             max_bytes=max_response_bytes,
             transport=transport,
             allow_http=insecure_http,
+            connection=connection(
+                user_agent=user_agent,
+                proxy=proxy,
+                ca_bundle=ca_bundle,
+                ssl_context=ssl_context,
+                client_cert=client_cert,
+                client_key=client_key,
+                http_headers=http_headers,
+            ),
         )
         self._shared = shared_cache(
             self.settings,

@@ -29,13 +29,15 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
-from typing import Any, AnyStr
+from typing import Any, AnyStr, Unpack
 
 import httpx
 
 from . import _fork
+from ._arguments import ConnectionOptions
 from ._cache import BoundedCache
 from ._config import url_error
+from ._connection import Connection, connection
 from ._http import url_problem
 from ._introspection import basic_authorization
 from ._secret import Secret
@@ -137,6 +139,7 @@ class _Grant:
         transport: httpx.BaseTransport | None,
         async_transport: httpx.AsyncBaseTransport | None,
         insecure_http: bool,
+        reach: Connection,
     ) -> None:
         # Checked by httpx's parser too, which will send the request (not only urllib's).
         if (found := url_problem(token_endpoint, insecure_http)) is not None:
@@ -151,10 +154,15 @@ class _Grant:
         }
         self._transport = transport
         self._async_transport = async_transport
+        self._reach = reach
 
     def _client(self, cls: Any, transport: Any) -> Any:
+        options = {**self._options, **self._reach.client_options()}
+        if transport is not None:  # the transport brings its own TLS and proxy
+            options.pop("proxy", None)
+            options["verify"] = True
         transport = _for_authlib(cls, transport)
-        client = cls(client_secret=self._secret.reveal(), transport=transport, **self._options)
+        client = cls(client_secret=self._secret.reveal(), transport=transport, **options)
         # Authlib's client_secret_basic skips the form-encoding RFC 6749 §2.3.1 asks for.
         client.register_client_auth_method(("client_secret_basic", _form_encoded_basic))
         return client
@@ -323,6 +331,10 @@ class ClientCredentialsAuth(_BearerAuth):
     :param resource: the downstream API (RFC 8707 resource indicator), if the server wants one.
     :param transport: / :param async_transport: httpx transports for the token requests.
     :param insecure_http: allow a plain-http token endpoint off loopback (tests only).
+
+    ``user_agent``, ``proxy``, ``ca_bundle``, ``ssl_context``, ``client_cert`` (mutual TLS),
+    ``client_key`` and ``http_headers`` set how the token endpoint is reached, as for
+    :class:`~oauth_shield.TokenValidator`.
     """
 
     def __init__(
@@ -339,6 +351,7 @@ class ClientCredentialsAuth(_BearerAuth):
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         insecure_http: bool = False,
+        **connection_options: Unpack[ConnectionOptions],
     ) -> None:
         self._grant = _Grant(
             token_endpoint,
@@ -349,6 +362,7 @@ class ClientCredentialsAuth(_BearerAuth):
             transport,
             async_transport,
             insecure_http,
+            connection(**connection_options),
         )
         self._params = _form(
             grant_type="client_credentials", scope=scope, resource=resource, audience=audience
@@ -393,6 +407,7 @@ class TokenExchanger:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         insecure_http: bool = False,
+        **connection_options: Unpack[ConnectionOptions],
     ) -> None:
         self._grant = _Grant(
             token_endpoint,
@@ -403,6 +418,7 @@ class TokenExchanger:
             transport,
             async_transport,
             insecure_http,
+            connection(**connection_options),
         )
         self._params = _form(
             grant_type=TOKEN_EXCHANGE,

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from oauth_shield import Reason
-from oauth_shield._http import _tls
+from oauth_shield._connection import _tls, default_connection
 from oauth_shield.testing import LocalIssuer, loopback_socket
 from tests.conftest import ValidatorFactory, refused
 
@@ -206,7 +206,7 @@ async def test_a_certificate_from_a_private_ca(
     said = await fails_with(make_validator, issuer, caplog, url)
     assert "TLS failed (" in said and f"[tls] at {url}" in said
     assert "certificate" in said  # OpenSSL's verify message: self-signed certificate
-    assert "SSL_CERT_FILE" in said and "transport=" in said
+    assert "SSL_CERT_FILE" in said and "ca_bundle (OAUTH_SHIELD_CA_BUNDLE)" in said
 
 
 async def test_ssl_cert_file_trusts_a_private_ca(
@@ -221,11 +221,25 @@ async def test_ssl_cert_file_trusts_a_private_ca(
     url = await serve(jwks_body(issuer), server_tls(certificate)) + "/jwks"
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
     _tls.cache_clear()
+    default_connection.cache_clear()
     try:
         validator = make_validator(jwks_uri=url, transport=None)
         assert (await validator.validate(issuer.token())).subject == "user-1"
     finally:
         _tls.cache_clear()  # the next client reads the real bundle again
+        default_connection.cache_clear()
+
+
+async def test_ca_bundle_trusts_a_private_ca(
+    make_validator: ValidatorFactory,
+    issuer: LocalIssuer,
+    serve: Serve,
+    certificate: tuple[Path, Path],
+) -> None:
+    """The documented fix for one validator: ``ca_bundle`` (``OAUTH_SHIELD_CA_BUNDLE``)."""
+    url = await serve(jwks_body(issuer), server_tls(certificate)) + "/jwks"
+    validator = make_validator(jwks_uri=url, transport=None, ca_bundle=certificate[0])
+    assert (await validator.validate(issuer.token())).subject == "user-1"
 
 
 async def test_a_transport_with_its_own_ssl_context_trusts_a_private_ca(
