@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, NamedTuple
 from urllib.parse import parse_qs
 
@@ -50,14 +50,17 @@ def may_carry_form_token(method: str, content_type: str | None) -> bool:
     )
 
 
-def should_scan_form(method: str, content_type: str | None, content_length: int | None) -> bool:
+def should_scan_form(method: str, header: Callable[[str], str | None]) -> bool:
     """Whether an adapter reads a body for ``access_token``: a form body (RFC 6750 §2.2) of a
-    declared length up to :data:`MAX_FORM_SCAN`, never on ``GET`` or ``HEAD``."""
-    return (
-        content_length is not None
-        and content_length <= MAX_FORM_SCAN
-        and may_carry_form_token(method, content_type)
-    )
+    declared length up to :data:`MAX_FORM_SCAN`, never on ``GET`` or ``HEAD``.
+
+    ``header(name)`` gives a request header's value (``request.headers.get``); it is called
+    only for requests that may have a body, so a ``GET`` costs no header lookup.
+    """
+    if method in _BODYLESS_METHODS or not may_carry_form_token(method, header("Content-Type")):
+        return False
+    length = header("Content-Length")
+    return length is not None and length.isdigit() and int(length) <= MAX_FORM_SCAN
 
 
 def form_tokens(body: str) -> list[str]:

@@ -60,6 +60,8 @@ __all__ = ["FastAPIShield", "Refusal"]
 
 logger = logging.getLogger("oauth_shield.adapters")
 
+#: The body's headers, as should_scan_form asks for them.
+_FRAMING = {b"content-type": "Content-Type", b"content-length": "Content-Length"}
 #: The name of the security scheme in the OpenAPI document.
 DEFAULT_SCHEME_NAME = "oauth_shield"
 
@@ -267,18 +269,16 @@ async def _presented(request: Request, guard: Guard) -> RequestCredentials:
     api_key_header = guard.settings.api_key_header.lower().encode("latin-1")
     authorization: list[str] = []
     api_keys: list[str] = []
-    content_type = content_length = None
+    framing: dict[str, str] = {}
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization.append(value.decode("latin-1"))
         elif name == api_key_header:
             api_keys.append(value.decode("latin-1"))
-        elif name == b"content-type":
-            content_type = value.decode("latin-1")
-        elif name == b"content-length":
-            content_length = int(value) if value.isdigit() else None
+        elif name in _FRAMING:
+            framing[_FRAMING[name]] = value.decode("latin-1")
     form: list[str] = []
-    if should_scan_form(scope["method"], content_type, content_length):
+    if should_scan_form(scope["method"], framing.get):
         try:
             form = form_tokens((await request.body()).decode("latin-1"))
         except RuntimeError:  # FastAPI parsed the form before the dependencies ran

@@ -104,7 +104,7 @@ def _presented(req: Request, guard: Guard) -> RequestCredentials:
     header = "HTTP_" + guard.settings.api_key_header.upper().replace("-", "_")
     api_key = environ.get(header)
     body = ""
-    if should_scan_form(req.method, environ.get("CONTENT_TYPE"), req.content_length):
+    if should_scan_form(req.method, req.headers.get):
         body = req.get_data(cache=True, as_text=True)  # cached: the view can still read it
     return RequestCredentials(
         authorization=[] if authorization is None else split_folded(authorization),

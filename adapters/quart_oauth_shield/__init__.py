@@ -105,7 +105,7 @@ async def _presented(req: Request, guard: Guard) -> RequestCredentials:
     """What the request presents; Quart keeps the body, so the view can still read it."""
     headers = req.headers
     body = ""
-    if should_scan_form(req.method, headers.get("Content-Type"), req.content_length):
+    if should_scan_form(req.method, headers.get):
         body = cast(str, await req.get_data(as_text=True))
     return RequestCredentials(
         authorization=headers.getlist("Authorization"),
