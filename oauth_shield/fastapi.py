@@ -108,7 +108,6 @@ class FastAPIShield(SecurityBase):
         authorization_url: str | None = None,
         scopes: Mapping[str, str] | Iterable[str] = (),
         guard: Guard | None = None,
-        dpop: DPoPMode | None = None,
         **options: Any,
     ) -> None:
         if guard is None:
@@ -132,7 +131,7 @@ class FastAPIShield(SecurityBase):
             )
         self.guard = guard
         self.validator: TokenValidator = guard.validator  # type: ignore[assignment]
-        self.dpop = guard.policy(dpop)
+        self.dpop: DPoPMode = guard.dpop
         """This dependency's DPoP policy (see :meth:`with_dpop`)."""
         self.auto_error = auto_error
         self.scheme_name = scheme_name
@@ -157,9 +156,16 @@ class FastAPIShield(SecurityBase):
         the validator's is ``"allowed"``; see ``Guard.policy``)."""
         return self._variant(dpop=dpop)
 
-    def _variant(self, **changes: Any) -> FastAPIShield:
-        options = {"auto_error": self.auto_error, "dpop": self.dpop, **changes}
-        return type(self)(scheme_name=self.scheme_name, guard=self.guard, **options)
+    def _variant(
+        self, *, auto_error: bool | None = None, dpop: DPoPMode | None = None
+    ) -> FastAPIShield:
+        variant = type(self)(
+            auto_error=self.auto_error if auto_error is None else auto_error,
+            scheme_name=self.scheme_name,
+            guard=self.guard,
+        )
+        variant.dpop = self.guard.policy(self.dpop if dpop is None else dpop)
+        return variant
 
     async def __call__(
         self, request: Request, security_scopes: SecurityScopes, response: Response
