@@ -68,7 +68,7 @@ def required(as_provider: OIDCProvider) -> Iterator[dict[str, str]]:
 
 
 def challenges(response: httpx.Response) -> str:
-    return response.headers.get("WWW-Authenticate", "")
+    return str(response.headers.get("WWW-Authenticate", ""))
 
 
 def refused(response: httpx.Response, error: str, *secrets: str) -> None:
