@@ -8,24 +8,19 @@ one more. Exactly one copy of each proof is accepted."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from oauth_shield.testing import DPoPKey, loopback_socket
+from oauth_shield.testing import DPoPKey
 from tests.dpop import DPoPClient
 from tests.provider import OIDCProvider
 from tests.redis_server import RedisServer
 
-from .test_multiprocess import Workers
+from .test_multiprocess import Workers, uvicorn_workers
 
-ROOT = Path(__file__).resolve().parents[2]
 PROOFS = 12
 COPIES = 8
 
@@ -34,43 +29,21 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def two_workers(provider: OIDCProvider, redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
-    """``uvicorn --workers 2`` serving tests/integration/multiprocess_app.py with DPoP on."""
-    with loopback_socket() as probe:
-        port = probe.getsockname()[1]
-    env = {**os.environ, **provider.shared_api_env(redis.url), "OAUTH_SHIELD_DPOP": "allowed"}
-    command = [
-        sys.executable, "-m", "uvicorn", "tests.integration.multiprocess_app:app",
-        "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    log = tmp_path / "workers.log"
-    with log.open("wb") as stderr:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr)
-    running = Workers(f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + 30
-        pids: set[object] = set()
-        key = DPoPKey("ES256")
-        token = provider.dpop_token(key)["access_token"]
-        while len(pids) < 2:  # both workers up and answering
-            try:
-                answer = httpx.get(f"{running.url}/whoami", auth=DPoPClient(key, token), timeout=1)
-                if answer.status_code == 200:
-                    pids.add(answer.json()["pid"])
-            except httpx.TransportError:
-                if server.poll() is not None:
-                    raise RuntimeError(f"uvicorn did not start: {running.said()}") from None
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"two workers did not answer: {running.said()}")
+    """Two uvicorn workers serving tests/integration/multiprocess_app.py with DPoP on, ready
+    once both have answered."""
+    key = DPoPKey("ES256")
+    token = provider.dpop_token(key)["access_token"]
+    pids: set[object] = set()
+
+    def both_answer(url: str) -> bool:
+        answer = httpx.get(f"{url}/whoami", auth=DPoPClient(key, token), timeout=1)
+        if answer.status_code == 200:
+            pids.add(answer.json()["pid"])
+        return len(pids) == 2
+
+    env = {**provider.shared_api_env(redis.url), "OAUTH_SHIELD_DPOP": "allowed"}
+    with uvicorn_workers(2, env, tmp_path / "workers.log", both_answer) as running:
         yield running
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    assert "Traceback" not in running.said(), running.said()
 
 
 async def test_a_proof_replayed_to_another_worker_is_refused(
