@@ -336,3 +336,30 @@ async def test_redis_down(
         assert len(said) == 1 and outage in said[0]  # logged once per outage
     finally:
         redis.start()
+
+
+def test_the_sync_facade_with_the_replay_store_in_redis(
+    issuer: LocalIssuer, clock: FrozenClock, redis: RedisServer, dpop_key: DPoPKey
+) -> None:
+    """Two sync validators (two Flask processes) share the replay store: one hop each."""
+    made = [
+        SyncTokenValidator(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            transport=issuer.transport(),
+            clock=clock,
+            **shared_options(issuer, redis),
+        )
+        for _ in range(2)
+    ]
+    try:
+        token = issuer.dpop_token(dpop_key)
+        presented = request(dpop_key, token)
+        assert made[0].validate(token, dpop=presented).dpop_bound
+        with pytest.raises(InvalidDPoPProofError) as caught:
+            made[1].validate(token, dpop=presented)
+        assert caught.value.reason is Reason.DPOP_REPLAYED
+        assert caught.value.scheme == "DPoP"
+    finally:
+        for validator in made:
+            validator.close()
