@@ -84,6 +84,17 @@ def tokens(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def dpop(results: dict[str, Any]) -> str:
+    """DPoP requests: µs per request against the floor of their signature checks."""
+    rows = [(name, _num(row["us"])) for name, row in results["rows"].items()]
+    return (
+        _table(("Row", "µs/request"), rows)
+        + f"\n\nFresh DPoP request (new token, new proof): {_x(results['fresh_x_floor'])} the "
+        "floor of its two signature checks. Steady state (known token, new proof): "
+        f"{_x(results['steady_x_floor'])} the floor of one proof check."
+    )
+
+
 def introspection(results: dict[str, Any]) -> str:
     peers = list(results["peers"])
     header = ("Contender", "µs per validation", *(f"{p}: its time ÷ this" for p in peers))
@@ -265,6 +276,7 @@ def profile(results: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "tokens": tokens,
+    "dpop": dpop,
     "introspection": introspection,
     "herd": herd,
     "throughput": throughput,

@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (
+    dpop,
     herd,
     introspection,
     profile,
@@ -36,6 +37,7 @@ from bench import (
 
 SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "tokens": tokens.suite,
+    "dpop": dpop.suite,
     "introspection": introspection.suite,
     "herd": herd.suite,
     "throughput": throughput.suite,

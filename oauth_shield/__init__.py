@@ -8,17 +8,21 @@
 
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._clock import Clock
+from ._dpop import DPoPRequest, DPoPSettings
 from ._errors import (
     AuthError,
     ConfigurationError,
     InsufficientScopeError,
+    InvalidDPoPProofError,
     InvalidRequestError,
     InvalidTokenError,
     IssuerUnavailableError,
     MissingTokenError,
     Reason,
     TemporarilyUnavailableError,
+    UseDPoPNonceError,
     render_challenge,
+    render_dpop_challenge,
 )
 from ._resource import ProtectedResource
 from ._secret import Secret
@@ -32,7 +36,10 @@ __all__ = [
     "AuthError",
     "Clock",
     "ConfigurationError",
+    "DPoPRequest",
+    "DPoPSettings",
     "InsufficientScopeError",
+    "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
     "IssuerUnavailableError",
@@ -43,7 +50,9 @@ __all__ = [
     "SyncTokenValidator",
     "TemporarilyUnavailableError",
     "TokenValidator",
+    "UseDPoPNonceError",
     "ValidatorOptions",
     "ValidatorOverrides",
     "render_challenge",
+    "render_dpop_challenge",
 ]

@@ -19,8 +19,10 @@ from typing import Any, TypedDict
 import httpx
 
 from ._clock import Clock
-from ._config import AuthMethod, Profile
+from ._config import AuthMethod, DPoPMode, Profile
+from ._replay import ReplayOutage
 from ._secret import Secret
+from ._urls import Forwarded
 
 
 class ConnectionOptions(TypedDict, total=False):
@@ -72,6 +74,19 @@ class _ValidatorTuning(ConnectionOptions, total=False):
     insecure_shared_cache: bool
     cache_secret: str | Secret | None
     cache_secret_file: str | os.PathLike[str] | None
+    dpop: DPoPMode
+    dpop_algorithms: Iterable[str]
+    dpop_iat_window: float
+    dpop_leeway: float
+    dpop_public_url: str | None
+    dpop_forwarded: Forwarded
+    dpop_forwarded_hops: int
+    dpop_nonce: bool
+    dpop_nonce_secret: str | Secret | None
+    dpop_nonce_secret_file: str | os.PathLike[str] | None
+    dpop_nonce_period: float
+    dpop_replay_cache_size: int
+    dpop_replay_outage: ReplayOutage
     transport: httpx.AsyncBaseTransport | None
     clock: Clock | None
 

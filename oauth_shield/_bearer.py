@@ -13,7 +13,10 @@ Quart, Flask, plain ASGI and any adapter written on that seam:
 - no credentials, or another scheme (``Basic``), get a bare challenge without an error (§3.1);
 - a malformed ``Authorization`` value is ``invalid_request``;
 - an API key (``X-API-Key``) counts only where a route accepts API keys, and an API key next to
-  any ``Authorization`` credential, or a second API key, is ``invalid_request``.
+  any ``Authorization`` credential, or a second API key, is ``invalid_request``;
+- with DPoP on (RFC 9449 §7.1), ``Authorization: DPoP <token>`` is a credential too; with DPoP
+  required, ``Bearer`` (and the query and form, which only carry bearer tokens) is another
+  scheme.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, NamedTuple
 from urllib.parse import parse_qs
 
-from ._config import DEFAULT_MAX_TOKEN_SIZE
+from ._config import DEFAULT_MAX_TOKEN_SIZE, DPoPMode
 from ._errors import (
     AuthError,
     InvalidRequestError,
@@ -112,9 +115,10 @@ def is_b64token(value: str) -> bool:
 
 
 class Credentials(NamedTuple):
-    """The one credential a request carries."""
+    """The one credential a request carries: a token under the ``Bearer`` or ``DPoP`` scheme,
+    or an API key."""
 
-    kind: Literal["bearer", "api_key"]
+    kind: Literal["bearer", "dpop", "api_key"]
     value: str
 
 
@@ -128,8 +132,13 @@ def credentials(
     allow_query: bool = False,
     allow_form: bool = False,
     max_size: int = DEFAULT_MAX_TOKEN_SIZE,
+    dpop: DPoPMode = "disabled",
 ) -> Credentials:
-    """The request's bearer token or API key, or the :class:`AuthError` that answers it."""
+    """The request's token or API key, or the :class:`AuthError` that answers it.
+
+    :param dpop: the route's DPoP policy: ``"allowed"`` takes the ``DPoP`` scheme beside
+        ``Bearer``, ``"required"`` takes only ``DPoP``.
+    """
     if api_keys:
         # A comma is never part of a key: it is a WSGI server's fold of repeated headers.
         if len(api_keys) > 1 or "," in api_keys[0] or authorization or query or form:
@@ -139,6 +148,20 @@ def credentials(
         if len(api_keys[0]) > max_size:
             raise InvalidTokenError(Reason.TOKEN_TOO_LARGE)
         return Credentials("api_key", api_keys[0])
+    if len(authorization) > 1:
+        raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
+    if dpop != "disabled" and authorization:
+        token = _from_header(authorization[0], max_size, "dpop")
+        if token is not None:
+            if query or form:
+                raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
+            return Credentials("dpop", token)
+        if dpop == "required":  # Bearer is another scheme here; so are the query and form
+            if query or form:  # still two credentials
+                raise InvalidRequestError(Reason.MULTIPLE_CREDENTIALS)
+            raise MissingTokenError(Reason.OTHER_SCHEME)
+    elif dpop == "required":
+        raise MissingTokenError(Reason.OTHER_SCHEME if query or form else Reason.MISSING_TOKEN)
     token = bearer_token(
         authorization,
         query=query,
@@ -179,10 +202,11 @@ def bearer_token(
     raise MissingTokenError(Reason.OTHER_SCHEME if authorization else Reason.MISSING_TOKEN)
 
 
-def _from_header(value: str, max_size: int) -> str | None:
-    """The token of a ``Bearer`` credential; ``None`` for another scheme (RFC 7235 §2.1)."""
+def _from_header(value: str, max_size: int, wanted: str = "bearer") -> str | None:
+    """The token of a ``Bearer`` (or ``wanted``) credential; ``None`` for another scheme
+    (RFC 7235 §2.1: schemes are case-insensitive)."""
     scheme, _, rest = value.strip(" \t").partition(" ")
-    if scheme.lower() != "bearer":
+    if scheme.lower() != wanted:
         return None
     # WSGI servers fold repeated headers into one value joined by commas (RFC 9110 §5.3), and a
     # b64token has no comma: this is several credentials, as ASGI would have shown us.
@@ -213,14 +237,21 @@ def error_response(
     *,
     scope: Iterable[str] = (),
     resource_metadata: str | None = None,
+    dpop_algs: Iterable[str] | None = None,
+    bearer: bool = True,
 ) -> ErrorResponse:
     """Status, headers and JSON body answering ``error`` (RFC 6750 §3); the same everywhere.
 
     :param scope: the scopes the resource requires, for a ``401`` challenge.
     :param resource_metadata: the URL of the RFC 9728 metadata, for every challenge (§5.1).
+    :param dpop_algs: the DPoP proof algorithms, when the resource accepts DPoP: a ``DPoP``
+        challenge follows the ``Bearer`` one, or replaces it (``bearer=False``, RFC 9449 §7.1).
     """
+    challenge = error.headers(
+        realm, scope=scope, resource_metadata=resource_metadata, dpop_algs=dpop_algs, bearer=bearer
+    )
     headers = {
-        **error.headers(realm, scope=scope, resource_metadata=resource_metadata),
+        **challenge,
         "Content-Type": "application/json",
         "Cache-Control": "no-store",
     }

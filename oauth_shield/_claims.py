@@ -16,7 +16,7 @@ from typing import Any
 from ._config import Settings
 from ._errors import ConfigurationError, InsufficientScopeError, InvalidTokenError, Reason
 from ._errors import is_scope_token as _is_scope_token
-from ._token import AccessToken, freeze_claims
+from ._token import AccessToken, confirmation_jkt, freeze_claims
 
 #: The last second a datetime can hold (9999-12-31T23:59:59Z); a later ``exp`` is malformed.
 MAX_TIMESTAMP = 253402300799
@@ -59,8 +59,11 @@ def check_claims(
     if not (_type_allowed(typ, strict) if typ is not _MISSING else not strict):
         raise InvalidTokenError(Reason.WRONG_TYPE)
     get = claims.get
+    jkt = None
     if "cnf" in claims:  # sender-constrained (DPoP, mTLS): never usable as a bearer token
-        raise InvalidTokenError(Reason.KEY_BOUND)
+        if settings.dpop == "disabled":
+            raise InvalidTokenError(Reason.KEY_BOUND)
+        jkt = confirmation_jkt(claims)  # the validator then asks for a proof by that key
     if get("iss") != settings.issuer:
         raise InvalidTokenError(_missing_or(claims, "iss", Reason.ISSUER_MISMATCH))
     aud = get("aud", _MISSING)
@@ -96,6 +99,7 @@ def check_claims(
         datetime.fromtimestamp(exp, UTC),
         freeze_claims(claims),
         fingerprint,
+        jkt,
     )
 
 

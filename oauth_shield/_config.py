@@ -60,11 +60,15 @@ DEFAULT_INTROSPECTION_FIELDS = frozenset(
 )
 #: Fields the rules read; always kept, so that a cached answer can be checked again.
 RULE_FIELDS = frozenset(
-    {"active", "scope", "client_id", "sub", "exp", "nbf", "aud", "iss", "token_type"}
+    {"active", "scope", "client_id", "sub", "exp", "nbf", "aud", "iss", "token_type", "cnf"}
 )
 
 Profile = Literal["rfc9068", "jwt"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+#: How DPoP-bound tokens are treated (RFC 9449): refused as today, accepted beside bearer
+#: tokens, or the only tokens accepted.
+DPoPMode = Literal["disabled", "allowed", "required"]
+DPOP_MODES = ("disabled", "allowed", "required")
 
 
 def is_loopback(host: str) -> bool:
@@ -250,6 +254,7 @@ class Settings:
     introspection_fields: frozenset[str] = DEFAULT_INTROSPECTION_FIELDS
     introspection_grace: float = DEFAULT_INTROSPECTION_GRACE
     insecure_http: bool = False
+    dpop: DPoPMode = "disabled"
 
     @property
     def introspection(self) -> bool:
@@ -291,6 +296,11 @@ class Settings:
         set_(self, "http_timeout", check_number("http_timeout", self.http_timeout, 0.01, 300))
         check_count("max_response_bytes", self.max_response_bytes, 1024)
         check_count("verified_cache_size", self.verified_cache_size, 0)
+        if self.dpop not in DPOP_MODES:
+            raise ConfigurationError(
+                f"dpop must be 'disabled', 'allowed' or 'required', not {shown(self.dpop)}",
+                field="dpop",
+            )
         self._check_introspection()
 
     def warnings(self) -> list[str]:

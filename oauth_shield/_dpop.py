@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -40,6 +39,7 @@ from ._errors import (
 from ._jose import _REFUSED_HEADERS, Verifier, b64url_decode
 from ._json import parse_object
 from ._keys import import_public_jwk
+from ._token import confirmation_jkt as confirmation_jkt  # where the claims rules find it
 from ._urls import Forwarded, normalize_url, request_url
 
 #: ES256 (what RFC 9449's examples use), RSA with either padding, and EdDSA: the clients in use.
@@ -60,7 +60,6 @@ _TYPES = frozenset({"dpop+jwt", "application/dpop+jwt"})  # RFC 7515 §4.1.9
 # Anything else refuses the key: a private member ("d", "p", "q", "dp", "dq", "qi", "oth",
 # "k", "priv") above all, RFC 9449 §4.3 check 7.
 _JWK_MEMBERS = frozenset({"kty", "crv", "x", "y", "n", "e", "alg", "kid", "use", "key_ops", "ext"})
-_JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, RFC 9449 §6.1
 _NUMBER = (int, float)
 _REPLAY_LABEL = b"oauth_shield DPoP jti\x00"
 
@@ -90,7 +89,8 @@ class DPoPSettings:
         for name in names:
             if name not in SUPPORTED_ALGORITHMS:
                 raise ConfigurationError(
-                    f"dpop_algorithms: {name!r} is not supported (asymmetric only, RFC 9449 §4.2)"
+                    f"dpop_algorithms: {name!r} is not supported (asymmetric only, RFC 9449 §4.2)",
+                    field="dpop_algorithms",
                 )
         set_ = object.__setattr__
         set_(self, "algorithms", frozenset(names))
@@ -103,11 +103,15 @@ class DPoPSettings:
             base = normalize_url(self.public_url)
             if base is None or "?" in self.public_url or "#" in self.public_url:
                 raise ConfigurationError(
-                    "dpop_public_url must be an absolute http(s) URL without query or fragment"
+                    "dpop_public_url must be an absolute http(s) URL without query or fragment",
+                    field="dpop_public_url",
                 )
             set_(self, "public_url", base)
         if self.forwarded not in ("none", "x-forwarded", "forwarded"):
-            raise ConfigurationError("dpop_forwarded must be 'none', 'x-forwarded' or 'forwarded'")
+            raise ConfigurationError(
+                "dpop_forwarded must be 'none', 'x-forwarded' or 'forwarded'",
+                field="dpop_forwarded",
+            )
         check_count("dpop_forwarded_hops", self.forwarded_hops, 1)
 
     def request_url(
@@ -142,6 +146,24 @@ class Proof(NamedTuple):
     iat: float
     expires_at: float
     """Until when the proof could be accepted, so until when its ``replay_key`` is kept."""
+
+
+class DPoPRequest(NamedTuple):
+    """What a request presents with a token sent under the ``DPoP`` scheme (RFC 9449 §7.1),
+    for :meth:`TokenValidator.validate`.
+
+    >>> DPoPRequest(request.headers.getlist("DPoP"), "GET",          # doctest: +SKIP
+    ...             "https://api.example.com/items")
+    """
+
+    proofs: Sequence[str]
+    """Every ``DPoP`` header value of the request (more than one is refused, RFC 9449 §4.3)."""
+    method: str
+    """The request's method, as sent (``htm`` is compared case-sensitively)."""
+    url: str | None
+    """The request's public URL, as its client sent it (query ignored); see
+    :meth:`DPoPSettings.request_url`. ``None``: the URL cannot be placed, and the proof is
+    refused."""
 
 
 class _ProofKey(NamedTuple):
@@ -267,22 +289,6 @@ def _check_claims(
         if hashed is None or not hmac.compare_digest(hashed, token_digest):
             raise InvalidDPoPProofError(Reason.DPOP_ATH_MISMATCH)
     return jti, float(iat)
-
-
-def confirmation_jkt(claims: Mapping[str, Any]) -> str | None:
-    """The thumbprint a token is bound to (``cnf.jkt``, RFC 9449 §6), or ``None`` if unbound.
-
-    Works on JWT claims and on an introspection answer (RFC 9449 §6.2) alike. A ``cnf``
-    without a well-formed ``jkt`` (an mTLS binding, RFC 8705) is a binding this library cannot
-    check: the token is refused, never taken for a bearer token.
-    """
-    if "cnf" not in claims:
-        return None
-    cnf = claims["cnf"]
-    jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
-    if type(jkt) is not str or not _JKT.fullmatch(jkt):
-        raise InvalidTokenError(Reason.KEY_BOUND)
-    return jkt
 
 
 def check_binding(proof: Proof, jkt: str | None) -> None:

@@ -64,6 +64,7 @@ class Reason(StrEnum):
     KEYS_UNAVAILABLE = "keys_unavailable"
     INTROSPECTION_UNAVAILABLE = "introspection_unavailable"
     RATE_LIMITED = "rate_limited"
+    REPLAY_STORE_UNAVAILABLE = "replay_store_unavailable"  # the shared DPoP replay store
     # API keys
     INVALID_API_KEY = "invalid_api_key"
     API_KEY_EXPIRED = "api_key_expired"
@@ -81,6 +82,7 @@ class Reason(StrEnum):
     DPOP_IAT_OUT_OF_WINDOW = "dpop_iat_out_of_window"
     DPOP_ATH_MISMATCH = "dpop_ath_mismatch"
     DPOP_REPLAYED = "dpop_replayed"  # by the replay store, which the shell asks
+    DPOP_UNEXPECTED = "dpop_unexpected"  # a proof with a token presented as Bearer (§7.2)
     DPOP_NONCE = "dpop_nonce"  # UseDPoPNonceError: missing, stale or forged nonce
     # The token's binding to the proof's key (RFC 9449 §6, §7.1): InvalidTokenError
     DPOP_NOT_BOUND = "dpop_not_bound"
@@ -113,6 +115,10 @@ class AuthError(Exception):
 
     error: ClassVar[str | None]
     status_code: ClassVar[int]
+    scheme: str = "Bearer"
+    """The authentication scheme of the refused request: ``"DPoP"`` for a proof's error and
+    for any error of a request that came with the ``DPoP`` scheme (its challenge carries the
+    error), else ``"Bearer"``."""
     _default_description: ClassVar[str]
     _descriptions: ClassVar[dict[Reason, str]] = {}
 
@@ -130,20 +136,40 @@ class AuthError(Exception):
         *,
         scope: Iterable[str] = (),
         resource_metadata: str | None = None,
+        dpop_algs: Iterable[str] | None = None,
+        bearer: bool = True,
     ) -> str:
-        """The ``WWW-Authenticate`` header value for this error (RFC 6750 §3).
+        """The ``WWW-Authenticate`` header value for this error (RFC 6750 §3, RFC 9449 §7.1).
 
         :param scope: the scopes the resource requires, named in a ``401`` challenge so the
             client can ask for them (RFC 6750 §3); other statuses leave them out.
         :param resource_metadata: the URL of the API's RFC 9728 metadata (§5.1).
+        :param dpop_algs: when the resource accepts DPoP, the proof algorithms: a ``DPoP``
+            challenge naming them follows the ``Bearer`` one, or (``bearer=False``, DPoP
+            required) stands alone. The error goes on the challenge of the scheme the request
+            used (:attr:`scheme`); the other one only names the realm.
         """
-        return render_challenge(
-            realm=realm,
-            error=self.error,
-            description=self.description,
-            scope=scope if self.status_code == 401 else (),
-            resource_metadata=resource_metadata,
-        )
+        params = self._params(scope)
+        common: dict[str, Any] = {"realm": realm, "resource_metadata": resource_metadata}
+        on_dpop = self.scheme == "DPoP"
+        if dpop_algs is None:  # DPoP not offered: one challenge, as RFC 6750 alone would send
+            render = render_dpop_challenge if on_dpop else render_challenge
+            return render(**common, **params)
+        bare = params if self.error is None else {}  # no error: both name what is required
+        challenges = []
+        if bearer:
+            challenges.append(render_challenge(**common, **(bare if on_dpop else params)))
+        dpop = params if on_dpop or not bearer else bare
+        challenges.append(render_dpop_challenge(**common, **dpop, algs=dpop_algs))
+        return ", ".join(challenges)
+
+    def _params(self, scope: Iterable[str]) -> dict[str, Any]:
+        """This error's parameters in a challenge, given the scopes the resource requires."""
+        return {
+            "error": self.error,
+            "description": self.description,
+            "scope": scope if self.status_code == 401 else (),
+        }
 
     def headers(
         self,
@@ -151,9 +177,17 @@ class AuthError(Exception):
         *,
         scope: Iterable[str] = (),
         resource_metadata: str | None = None,
+        dpop_algs: Iterable[str] | None = None,
+        bearer: bool = True,
     ) -> dict[str, str]:
-        """All response headers this error calls for."""
-        challenge = self.www_authenticate(realm, scope=scope, resource_metadata=resource_metadata)
+        """All response headers this error calls for (see :meth:`www_authenticate`)."""
+        challenge = self.www_authenticate(
+            realm,
+            scope=scope,
+            resource_metadata=resource_metadata,
+            dpop_algs=dpop_algs,
+            bearer=bearer,
+        )
         return {"WWW-Authenticate": challenge}
 
     def body(self) -> dict[str, str]:
@@ -170,14 +204,8 @@ class MissingTokenError(AuthError):
     status_code = 401
     _default_description = "Authentication required"
 
-    def www_authenticate(
-        self,
-        realm: str | None = None,
-        *,
-        scope: Iterable[str] = (),
-        resource_metadata: str | None = None,
-    ) -> str:
-        return render_challenge(realm=realm, scope=scope, resource_metadata=resource_metadata)
+    def _params(self, scope: Iterable[str]) -> dict[str, Any]:
+        return {"scope": scope}
 
 
 class InvalidRequestError(AuthError):
@@ -220,22 +248,10 @@ class InsufficientScopeError(AuthError):
     def __repr__(self) -> str:
         return f"InsufficientScopeError(scopes={self.scopes!r})"
 
-    def www_authenticate(
-        self,
-        realm: str | None = None,
-        *,
-        scope: Iterable[str] = (),
-        resource_metadata: str | None = None,
-    ) -> str:
+    def _params(self, scope: Iterable[str]) -> dict[str, Any]:
         # Every scope the operation needs, not only the missing ones: the client asks for a
         # new token carrying all of them (step-up), and a token replaces, never adds.
-        return render_challenge(
-            realm=realm,
-            error=self.error,
-            description=self.description,
-            scope=self.scopes,
-            resource_metadata=resource_metadata,
-        )
+        return {"error": self.error, "description": self.description, "scope": self.scopes}
 
 
 class TemporarilyUnavailableError(AuthError):
@@ -249,14 +265,8 @@ class TemporarilyUnavailableError(AuthError):
         super().__init__(reason)
         self.retry_after = int(min(max(retry_after, 1), 3600)) if math.isfinite(retry_after) else 5
 
-    def headers(
-        self,
-        realm: str | None = None,
-        *,
-        scope: Iterable[str] = (),
-        resource_metadata: str | None = None,
-    ) -> dict[str, str]:
-        found = super().headers(realm, scope=scope, resource_metadata=resource_metadata)
+    def headers(self, realm: str | None = None, **challenge: Any) -> dict[str, str]:
+        found = super().headers(realm, **challenge)
         return {**found, "Retry-After": str(self.retry_after)}
 
 
@@ -321,25 +331,11 @@ class InvalidDPoPProofError(AuthError):
 
     error = "invalid_dpop_proof"
     status_code = 401
+    scheme = "DPoP"
     _default_description = "The DPoP proof is invalid"
     _descriptions: ClassVar[dict[Reason, str]] = {
         Reason.DPOP_MISSING: "A DPoP proof is required",
     }
-
-    def www_authenticate(
-        self,
-        realm: str | None = None,
-        *,
-        scope: Iterable[str] = (),
-        resource_metadata: str | None = None,
-    ) -> str:
-        return render_dpop_challenge(
-            realm=realm,
-            error=self.error,
-            description=self.description,
-            scope=scope,
-            resource_metadata=resource_metadata,
-        )
 
 
 class UseDPoPNonceError(InvalidDPoPProofError):
@@ -359,7 +355,7 @@ class UseDPoPNonceError(InvalidDPoPProofError):
         self.nonce = nonce
 
     def headers(self, realm: str | None = None, **challenge: Any) -> dict[str, str]:
-        headers = {"WWW-Authenticate": self.www_authenticate(realm, **challenge)}
+        headers = super().headers(realm, **challenge)
         # RFC 9449 §8.1: nonce = 1*NQCHAR; anything else would not survive the header.
         if self.nonce is not None and _NQCHARS.fullmatch(self.nonce):
             headers["DPoP-Nonce"] = self.nonce

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar, Unpack
 
 from ._arguments import ValidatorOverrides
 from ._claims import required_scopes
+from ._config import DPoPMode
 from ._errors import ConfigurationError
 from ._guard import Guard, ResourceOption
 from ._sync import SyncTokenValidator
@@ -106,24 +107,32 @@ class ShieldExtension:
             )
 
     def require(
-        self, *scopes: str, api_keys: bool = False, exempt_options: bool = True
+        self,
+        *scopes: str,
+        api_keys: bool = False,
+        exempt_options: bool = True,
+        dpop: DPoPMode | None = None,
     ) -> Callable[[View], View]:
         """Protect a view: a valid token carrying every one of ``scopes`` (none: any token).
         Apply it *below* the route decorator.
 
         :param api_keys: also accept an API key (``X-API-Key``) instead of a bearer token.
         :param exempt_options: let ``OPTIONS`` (CORS preflight) through unchecked.
+        :param dpop: this view's DPoP policy, where the validator's is ``"allowed"``:
+            ``"required"`` (DPoP-bound tokens only) or ``"disabled"`` (bearer tokens only).
         """
         required = required_scopes(scopes)
         self._wants_api_keys |= api_keys
         self._check_api_keys()
+        for app in self._apps:  # apps registered later check it at their first request
+            app.extensions[EXTENSION].policy(dpop)
 
         def decorator(view: View) -> View:
             for app in self._apps:
                 if endpoints := _routes(app, view):
                     raise RuntimeError(_ORDER_TRAP.format(name=endpoints[0]))
             self._wrapped.add(view)
-            return self._protect(view, required, api_keys, exempt_options)
+            return self._protect(view, required, api_keys, exempt_options, dpop)
 
         return decorator
 
@@ -163,7 +172,12 @@ class ShieldExtension:
         raise NotImplementedError
 
     def _protect(
-        self, view: View, required: frozenset[str], api_keys: bool, exempt_options: bool
+        self,
+        view: View,
+        required: frozenset[str],
+        api_keys: bool,
+        exempt_options: bool,
+        dpop: DPoPMode | None,
     ) -> View:
         """``view`` wrapped so that it runs only for an acceptable request."""
         raise NotImplementedError

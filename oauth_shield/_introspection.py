@@ -2,7 +2,8 @@
 
 Only the JSON literal ``true`` in ``active`` counts. An active token must still be current
 (``exp``, ``nbf``), from our issuer and for our audience when the server says so, and not
-bound to a key (``cnf``): the same rules a JWT meets. Whatever the server sends beyond the
+bound to a key (``cnf``) unless DPoP is on, when the binding is kept for the proof check
+(RFC 9449 §6.2): the same rules a JWT meets. Whatever the server sends beyond the
 field allowlist is dropped here, before anything can store or log it.
 """
 
@@ -17,9 +18,12 @@ from urllib.parse import quote_plus
 from ._claims import MAX_TIMESTAMP, ScopeMemo, parse_scope
 from ._config import AuthMethod, Settings
 from ._errors import InvalidTokenError, Reason
-from ._token import AccessToken, freeze_claims
+from ._token import AccessToken, confirmation_jkt, freeze_claims
 
 _BEARER_TYPES = frozenset({"bearer", "access_token"})
+# RFC 9449 §6.2: a bound token's type is "DPoP"; some servers keep "Bearer" (the binding is
+# in cnf either way). A "DPoP" token without a binding is refused: it cannot be checked.
+_DPOP_TYPES = _BEARER_TYPES | {"dpop"}
 _NUMBER = (int, float)
 
 
@@ -59,11 +63,15 @@ def check_answer(
     the validator's memo of parsed scope strings, if it keeps one)."""
     if answer.get("active") is not True:
         raise InvalidTokenError(Reason.INACTIVE)
+    jkt = None
     if "cnf" in answer:
-        raise InvalidTokenError(Reason.KEY_BOUND)
+        if settings.dpop == "disabled":
+            raise InvalidTokenError(Reason.KEY_BOUND)
+        jkt = confirmation_jkt(answer)
     token_type = answer.get("token_type")
     if token_type is not None and (
-        type(token_type) is not str or token_type.lower() not in _BEARER_TYPES
+        type(token_type) is not str
+        or token_type.lower() not in (_BEARER_TYPES if jkt is None else _DPOP_TYPES)
     ):
         raise InvalidTokenError(Reason.WRONG_TYPE)
     if "iss" in answer and answer["iss"] != settings.issuer:
@@ -85,6 +93,7 @@ def check_answer(
         None if exp is None else datetime.fromtimestamp(exp, UTC),
         freeze_claims(claims),
         fingerprint,
+        jkt,
     )
 
 

@@ -328,6 +328,7 @@ def verdict_scope(settings: Settings) -> str:
         settings.profile,
         settings.leeway,
         sorted(settings.introspection_fields),
+        settings.dpop != "disabled",  # a bound token: refused as key_bound, or kept with its cnf
     ]
     text = json.dumps(relevant, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

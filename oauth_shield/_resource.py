@@ -62,6 +62,10 @@ class ProtectedResource:
     :param challenge_scope: put the scopes a route requires in its ``401`` challenges
         (RFC 6750 §3), so a client asks for the right token at once.
     :param max_age: ``Cache-Control: max-age`` of the document, in seconds.
+    :param dpop_signing_alg_values_supported: the DPoP proof algorithms (RFC 9728 §2, RFC
+        9449); filled from the validator when it accepts DPoP.
+    :param dpop_bound_access_tokens_required: whether only DPoP-bound tokens are accepted
+        (the validator's ``dpop="required"``).
     """
 
     resource: str | None = None
@@ -72,7 +76,8 @@ class ProtectedResource:
     resource_documentation: str | None = None
     challenge_scope: bool = True
     max_age: int = DEFAULT_METADATA_MAX_AGE
-    # DPoP (RFC 9449) fields are left for when the validator checks proofs.
+    dpop_signing_alg_values_supported: Sequence[str] | None = None
+    dpop_bound_access_tokens_required: bool | None = None
 
     def complete(
         self,
@@ -80,6 +85,8 @@ class ProtectedResource:
         issuer: str,
         audience: Sequence[str],
         bearer_methods: Iterable[str] = ("header",),
+        dpop_algs: Iterable[str] | None = None,
+        dpop_required: bool = False,
     ) -> ProtectedResource:
         """This description with its gaps filled from the validator, checked (raises
         :class:`ConfigurationError` naming the field)."""
@@ -111,6 +118,14 @@ class ProtectedResource:
             authorization_servers=servers,
             scopes_supported=scopes,
             bearer_methods_supported=tuple(m for m in BEARER_METHODS if m in methods),
+            dpop_signing_alg_values_supported=(
+                tuple(self.dpop_signing_alg_values_supported or dpop_algs or ()) or None
+            ),
+            dpop_bound_access_tokens_required=(
+                dpop_required
+                if self.dpop_bound_access_tokens_required is None
+                else self.dpop_bound_access_tokens_required
+            ),
         )
 
     @property
@@ -143,6 +158,12 @@ class ProtectedResource:
             document["resource_name"] = self.resource_name
         if self.resource_documentation is not None:
             document["resource_documentation"] = self.resource_documentation
+        if self.dpop_signing_alg_values_supported:
+            document["dpop_signing_alg_values_supported"] = list(
+                self.dpop_signing_alg_values_supported
+            )
+        if self.dpop_bound_access_tokens_required:  # false is the default (RFC 9728 §2)
+            document["dpop_bound_access_tokens_required"] = True
         return document
 
     def response(self) -> MetadataResponse:

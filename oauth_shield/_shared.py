@@ -91,6 +91,9 @@ def _as_is(value: Any) -> Any:
     return value
 
 
+_UNANSWERED = object()
+
+
 class SharedCache:
     """A namespaced, authenticated, failure-tolerant view of an aiocache cache."""
 
@@ -154,6 +157,25 @@ class SharedCache:
             return  # a reader would refuse it anyway
         # A float: aiocache sends PSETEX (milliseconds; 0 is refused), never the deprecated SETEX.
         await self._call(self.cache.set, key, text, ttl=max(float(ttl), 0.001), dumps_fn=_as_is)
+
+    async def add_until(self, key: str, expires_at: float) -> bool | None:
+        """Remember ``key`` until the wall-clock time ``expires_at`` unless it is there
+        already, atomically (``SET key 1 NX PXAT``): ``True`` if it was not there, ``False``
+        if it was, ``None`` if the cache cannot answer (down, or in its backoff)."""
+        if expires_at <= self._wall():
+            return True  # nothing to remember: the caller's window is over
+        if self._redis:
+            pxat = math.ceil(expires_at * 1000)  # Redis's own clock ends it; the key holds no value
+            found = await self._call(
+                self.cache.raw, "set", self.cache.build_key(key), b"1", nx=True, pxat=pxat,
+                default=_UNANSWERED,
+            )  # fmt: skip
+            return None if found is _UNANSWERED else found is True
+        ttl = max(expires_at - self._wall(), 0.001)
+        found = await self._call(self.cache.add, key, "1", ttl=ttl, default=_UNANSWERED)
+        if found is _UNANSWERED:  # add() raises ValueError for a key that exists
+            return False if self.available else None
+        return True
 
     def _seal(self, key: str, value: dict[str, Any], ttl: float) -> str | None:
         envelope = {"v": FORMAT, "key": key, "exp": self._wall() + ttl, "value": value}

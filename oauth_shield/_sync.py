@@ -38,6 +38,8 @@ from typing import Any, Self, TypeVar, Unpack
 from . import _fork
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
+from ._config import DPoPMode
+from ._dpop import DPoPRequest, DPoPSettings
 from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
 from ._options import configured
 from ._token import AccessToken
@@ -210,26 +212,59 @@ class SyncTokenValidator:
         scopes: Iterable[str] | str | None = None,
         *,
         requester: str | None = None,
+        dpop: DPoPRequest | None = None,
     ) -> AccessToken:
         """Validate ``token`` and require ``scopes``; raises :class:`AuthError` and nothing else
-        for anything about the token (see :meth:`TokenValidator.validate`, and its
-        ``requester``). After :meth:`close` it raises ``RuntimeError("this validator is
-        closed")``, a programming error, before it looks at the token."""
+        for anything about the token (see :meth:`TokenValidator.validate`, its ``requester``
+        and its ``dpop``). After :meth:`close` it raises ``RuntimeError("this validator is
+        closed")``, a programming error, before it looks at the token.
+
+        With ``dpop``, the proof, a known token and the per-process replay store are checked
+        in the calling thread; only a token that needs the network, or a replay store in
+        Redis, takes the hop to the loop thread."""
         if self._closed:
             raise RuntimeError(CLOSED)
         validator = self._validator
         required = required_scopes(scopes)
         try:
-            result = validator._check_local(token, required)
-            if isinstance(result, AccessToken):
-                return result
-            pending = result
-            return self._on_loop(
-                lambda: validator._remote(pending, required, requester), result.waits_for
-            )
+            if dpop is None:
+                result = validator._check_local(token, required)
+                if isinstance(result, AccessToken):
+                    return result
+                return validator._as_bearer(self._fetched(result, requester), required)
+            proof, found = validator._dpop_local(token, dpop)
+            if not isinstance(found, AccessToken):
+                found = self._fetched(found, requester)
+            accepted = validator._bound(found, proof, required)
+            if not validator._first_use_here(proof):
+                self._on_loop(
+                    lambda: validator._remote_first_use(proof), Reason.REPLAY_STORE_UNAVAILABLE
+                )
+            return accepted
         except AuthError as error:
+            if dpop is not None and validator.settings.dpop != "disabled":
+                error.scheme = "DPoP"
             validator._log_rejection(error, token)
             raise
+
+    def _fetched(self, pending: Any, requester: str | None) -> AccessToken:
+        """The token's remote half, on the loop thread."""
+        validator = self._validator
+        return self._on_loop(lambda: validator._remote(pending, requester), pending.waits_for)
+
+    @property
+    def dpop_settings(self) -> DPoPSettings:
+        """See :attr:`TokenValidator.dpop_settings`."""
+        return self._validator.dpop_settings
+
+    @property
+    def dpop_mode(self) -> DPoPMode:
+        """See :attr:`TokenValidator.dpop_mode`."""
+        return self._validator.dpop_mode
+
+    def dpop_nonce(self) -> str | None:
+        """See :meth:`TokenValidator.dpop_nonce`."""
+        return self._validator.dpop_nonce()
 
     def _on_loop(self, work: Callable[[], Coroutine[Any, Any, T]], waits_for: Reason) -> T:
         """``work()`` on the loop thread; once more on a new one if that thread dies."""

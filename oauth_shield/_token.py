@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
+
+from ._errors import InvalidTokenError, Reason
+
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, RFC 9449 §6.1
 
 
 def token_digest(token: str) -> bytes:
@@ -46,6 +51,15 @@ class AccessToken:
     only the allowlisted fields. :meth:`to_dict` gives a plain copy, e.g. for JSON."""
     fingerprint: str = ""
     """A short one-way fingerprint of the token for logs (see :func:`fingerprint`)."""
+    jkt: str | None = None
+    """The RFC 7638 thumbprint of the key the token is bound to (``cnf.jkt``, RFC 9449 §6),
+    whose holder proved possession with a DPoP proof; ``None`` for a bearer token."""
+
+    @property
+    def dpop_bound(self) -> bool:
+        """Whether the token is DPoP-bound (RFC 9449): it was accepted with a proof made by
+        the key it is bound to, never as a bearer token."""
+        return self.jkt is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The claims as plain, mutable JSON types (a deep copy)."""
@@ -58,14 +72,15 @@ class AccessToken:
     def __reduce__(self) -> tuple[Any, ...]:
         # Claims are a read-only view, which pickle cannot copy: rebuild it from plain data.
         fields = (self.subject, self.client_id, self.scopes, self.expires_at, self.to_dict())
-        return _restore, (*fields, self.fingerprint)
+        return _restore, (*fields, self.fingerprint, self.jkt)
 
     def __repr__(self) -> str:
         expires = self.expires_at.isoformat() if self.expires_at else None
         return (
             f"AccessToken(subject={self.subject!r}, client_id={self.client_id!r}, "
             f"scopes={sorted(self.scopes)!r}, expires_at={expires!r}, "
-            f"fingerprint={self.fingerprint!r})"
+            f"fingerprint={self.fingerprint!r}"
+            + (f", jkt={self.jkt!r})" if self.jkt is not None else ")")
         )
 
 
@@ -76,8 +91,26 @@ def _restore(
     expires_at: datetime | None,
     claims: dict[str, Any],
     fingerprint: str,
+    jkt: str | None = None,
 ) -> AccessToken:
-    return AccessToken(subject, client_id, scopes, expires_at, freeze_claims(claims), fingerprint)
+    frozen = freeze_claims(claims)
+    return AccessToken(subject, client_id, scopes, expires_at, frozen, fingerprint, jkt)
+
+
+def confirmation_jkt(claims: Mapping[str, Any]) -> str | None:
+    """The thumbprint a token is bound to (``cnf.jkt``, RFC 9449 §6), or ``None`` if unbound.
+
+    Works on JWT claims and on an introspection answer (RFC 9449 §6.2) alike. A ``cnf``
+    without a well-formed ``jkt`` (an mTLS binding, RFC 8705) is a binding this library cannot
+    check: the token is refused, never taken for a bearer token.
+    """
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+    if type(jkt) is not str or not _JKT.fullmatch(jkt):
+        raise InvalidTokenError(Reason.KEY_BOUND)
+    return jkt
 
 
 def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:

@@ -11,6 +11,7 @@ caller's thread and sends only the second half to the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import ssl
@@ -18,7 +19,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from types import MappingProxyType, TracebackType
-from typing import Any, NamedTuple, Self, Unpack
+from typing import Any, NamedTuple, Self, Unpack, cast
 
 import httpx
 
@@ -29,15 +30,27 @@ from ._bearer import is_b64token
 from ._cache import BoundedCache
 from ._claims import ScopeMemo, check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
-from ._config import AuthMethod, Profile, Settings
+from ._config import AuthMethod, DPoPMode, Profile, Settings
 from ._connection import connection
 from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
 from ._discovery import Discovery
+from ._dpop import DEFAULT_ALGORITHMS as DEFAULT_DPOP_ALGORITHMS
+from ._dpop import (
+    DEFAULT_IAT_WINDOW,
+    DPoPRequest,
+    DPoPSettings,
+    Proof,
+    check_binding,
+    check_proof,
+    single_proof,
+)
 from ._errors import (
     AuthError,
     ConfigurationError,
+    InvalidDPoPProofError,
     InvalidTokenError,
     IssuerUnavailableError,
+    MissingTokenError,
     Reason,
 )
 from ._http import FetchError, HTTPClient, check_urls
@@ -51,10 +64,19 @@ from ._jose import (
     parse_compact,
 )
 from ._keyset import Need, RemoteKeySet
+from ._nonce import DEFAULT_NONCE_PERIOD, NonceIssuer
 from ._options import configured
+from ._replay import (
+    DEFAULT_MAX_ENTRIES,
+    MemoryReplayStore,
+    ReplayOutage,
+    SharedReplayStore,
+    check_outage,
+)
 from ._secret import Secret, as_secret
 from ._shared import shared_cache
 from ._token import AccessToken, fingerprint, text_fingerprint
+from ._urls import Forwarded
 
 logger = logging.getLogger("oauth_shield.validator")
 config_logger = logging.getLogger("oauth_shield.config")
@@ -129,6 +151,10 @@ class TokenValidator:
         cache...
     :param insecure_shared_cache: ...unless this is ``True``: then whoever can write to the
         cache can make any token valid (logged as a warning at startup).
+    :param dpop: DPoP-bound tokens (RFC 9449, docs/dpop.md): ``"disabled"`` (the default)
+        refuses them, as bearer tokens that cannot be checked; ``"allowed"`` accepts them
+        with a proof, beside bearer tokens; ``"required"`` accepts only them. The
+        ``dpop_*`` parameters tune the proof checks, server nonces and the replay store.
     :param user_agent: the ``User-Agent`` of every request to the issuer (default
         ``oauth-shield/<version>``).
     :param proxy: send every request to the issuer through this proxy
@@ -192,6 +218,19 @@ class TokenValidator:
         cache_secret: str | Secret | None = None,
         cache_secret_file: str | os.PathLike[str] | None = None,
         insecure_shared_cache: bool = False,
+        dpop: DPoPMode = "disabled",
+        dpop_algorithms: Iterable[str] = DEFAULT_DPOP_ALGORITHMS,
+        dpop_iat_window: float = DEFAULT_IAT_WINDOW,
+        dpop_leeway: float = 0.0,
+        dpop_public_url: str | None = None,
+        dpop_forwarded: Forwarded = "none",
+        dpop_forwarded_hops: int = 1,
+        dpop_nonce: bool = False,
+        dpop_nonce_secret: str | Secret | None = None,
+        dpop_nonce_secret_file: str | os.PathLike[str] | None = None,
+        dpop_nonce_period: float = DEFAULT_NONCE_PERIOD,
+        dpop_replay_cache_size: int = DEFAULT_MAX_ENTRIES,
+        dpop_replay_outage: ReplayOutage = "fail_closed",
         user_agent: str | None = None,
         proxy: str | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
@@ -230,6 +269,7 @@ class TokenValidator:
             introspection_fields=introspection_fields,  # type: ignore[arg-type]
             introspection_grace=introspection_grace,
             insecure_http=insecure_http,
+            dpop=dpop,
         )
         check_urls(self.settings)  # as httpx will parse them, now rather than per request
         for warning in self.settings.warnings():
@@ -297,10 +337,78 @@ class TokenValidator:
             if self.settings.introspection
             else None
         )
+        self._dpop_setup(
+            DPoPSettings(
+                algorithms=dpop_algorithms,  # type: ignore[arg-type]  # normalised there
+                iat_window=dpop_iat_window,
+                leeway=dpop_leeway,
+                public_url=dpop_public_url,
+                forwarded=dpop_forwarded,
+                forwarded_hops=dpop_forwarded_hops,
+            ),
+            NonceIssuer(
+                as_secret(dpop_nonce_secret, dpop_nonce_secret_file, "dpop_nonce_secret"),
+                period=dpop_nonce_period,
+                context=json.dumps([self.settings.issuer, self.settings.audience]),
+            )
+            if dpop_nonce is True
+            else None,
+            MemoryReplayStore(dpop_replay_cache_size, clock=self._clock),
+            dpop_replay_outage,
+        )
+        if dpop_nonce not in (True, False):
+            raise ConfigurationError("dpop_nonce must be True or False", field="dpop_nonce")
+        if dpop_nonce is False and (dpop_nonce_secret or dpop_nonce_secret_file) is not None:
+            raise ConfigurationError(
+                "dpop_nonce_secret is set, but dpop_nonce is off",
+                field="dpop_nonce_secret",
+                mentions=("dpop_nonce",),
+            )
         self._loop: asyncio.AbstractEventLoop | None = None  # the one the network work runs on
         self._guard: AsyncGenerator[None, None] | None = None  # see _closes_with()
         self._closed = False
         _fork.register(self)
+
+    def _dpop_setup(
+        self,
+        settings: DPoPSettings,
+        nonces: NonceIssuer | None,
+        memory: MemoryReplayStore,
+        outage: ReplayOutage,
+    ) -> None:
+        """The DPoP parts (RFC 9449): proof settings, nonces, the replay store (shared when
+        the shared tier is configured)."""
+        self.dpop_settings = settings
+        """How proofs are judged and a request's public URL found (``DPoPSettings``)."""
+        self._nonces = nonces
+        self._replay_memory = memory
+        mode = self.settings.dpop
+        if mode == "disabled" and (
+            nonces is not None or settings.public_url or settings.forwarded != "none"
+        ):
+            raise ConfigurationError(
+                "a dpop_* setting is given, but dpop is 'disabled': set dpop='allowed' or "
+                "'required', or remove it",
+                field="dpop",
+            )
+        shared = self._shared
+        self._replay: MemoryReplayStore | SharedReplayStore = memory
+        check_outage(outage)
+        if shared is not None and mode != "disabled":
+            audiences = json.dumps(sorted(self.settings.audience)).encode()
+            scope = sha256(audiences).hexdigest()[:16]  # the issuer is in the namespace
+            self._replay = SharedReplayStore(shared, scope, memory, outage)
+
+    @property
+    def dpop_mode(self) -> DPoPMode:
+        """``"disabled"``, ``"allowed"`` or ``"required"`` (the ``dpop`` setting)."""
+        return self.settings.dpop
+
+    def dpop_nonce(self) -> str | None:
+        """The nonce to send in ``DPoP-Nonce`` now (RFC 9449 §8.2), or ``None`` when server
+        nonces are off. The same in every process that shares ``dpop_nonce_secret``."""
+        nonces = self._nonces
+        return None if nonces is None else nonces.current(self._clock.time())
 
     @classmethod
     def from_env(
@@ -465,6 +573,7 @@ class TokenValidator:
         """In a forked child (see ``_fork``): nothing of the parent's loop or connections is
         used, closed or collected; the caches (their locks made anew) are kept."""
         self._diagnosis_lock = threading.Lock()  # a thread of the parent may have held it
+        self._replay_memory.after_fork()
         self._forget_loop(_fork.keep)
 
     # --- validation ------------------------------------------------------------------
@@ -475,6 +584,7 @@ class TokenValidator:
         scopes: Iterable[str] | str | None = None,
         *,
         requester: str | None = None,
+        dpop: DPoPRequest | None = None,
     ) -> AccessToken:
         """Validate ``token`` and require every scope in ``scopes``.
 
@@ -482,6 +592,14 @@ class TokenValidator:
         token that is not acceptable, whatever its content: :class:`InvalidTokenError` (401),
         :class:`InsufficientScopeError` (403), :class:`TemporarilyUnavailableError` (503) when
         the issuer cannot be reached and nothing cached can answer.
+
+        ``dpop`` says the token came with the ``DPoP`` scheme (RFC 9449 §7.1): every ``DPoP``
+        header value of the request, its method and its public URL (see
+        :class:`DPoPRequest`). The proof is checked first, then the token, then its binding
+        to the proof's key, then (last, so only otherwise valid requests fill it) the replay
+        store: :class:`InvalidDPoPProofError` or :class:`InvalidTokenError` on refusal.
+        Without ``dpop`` the token is a bearer token: a DPoP-bound one is refused (§7.2),
+        and every token is refused when ``dpop="required"``.
 
         ``requester`` is an opaque id of who presented the token (adapters pass the client's
         address): introspection calls are charged to it first, so that one client can never
@@ -496,30 +614,93 @@ class TokenValidator:
             await self._enter_loop()
         required = required_scopes(scopes)
         try:
-            result = self._check_local(token, required)
-            if isinstance(result, AccessToken):
-                return result
-            return await self._check_remote(result, required, requester)
+            if dpop is None:
+                result = self._check_local(token, required)
+                if isinstance(result, AccessToken):
+                    return result
+                return self._as_bearer(await self._check_remote(result, requester), required)
+            proof, found = self._dpop_local(token, dpop)
+            if not isinstance(found, AccessToken):
+                found = await self._check_remote(found, requester)
+            accepted = self._bound(found, proof, required)
+            await self._first_use(proof)
+            return accepted
         except AuthError as error:
+            if dpop is not None and self.settings.dpop != "disabled":
+                error.scheme = "DPoP"  # its challenge is the DPoP one (RFC 9449 §7.1)
             self._log_rejection(error, token)
             raise
 
     def _check_local(self, token: object, required: frozenset[str]) -> AccessToken | _Pending:
-        """Everything that needs no I/O; safe to call from any thread."""
+        """A bearer token's validation, as far as it goes without I/O; safe from any thread."""
+        if self.settings.dpop == "required":
+            raise InvalidDPoPProofError(Reason.DPOP_MISSING)
+        found = self._local(cast(str, token), self._digest(token))
+        return self._as_bearer(found, required) if isinstance(found, AccessToken) else found
+
+    def _as_bearer(self, token: AccessToken, required: frozenset[str]) -> AccessToken:
+        """A token presented as a bearer token: never a bound one (RFC 9449 §7.2)."""
+        if token.jkt is not None:
+            raise InvalidTokenError(Reason.KEY_BOUND)
+        return grant(token, required)
+
+    def _dpop_local(self, token: object, dpop: DPoPRequest) -> tuple[Proof, AccessToken | _Pending]:
+        """The proof's checks (one signature), then the token's local half; any thread."""
+        if self.settings.dpop == "disabled":  # as an adapter treats an unknown scheme
+            raise MissingTokenError(Reason.OTHER_SCHEME)
+        proofs = dpop.proofs
+        proof_text = single_proof([proofs] if isinstance(proofs, str) else proofs)
+        if proof_text is None:
+            raise InvalidDPoPProofError(Reason.DPOP_MISSING)
+        digest = self._digest(token)
+        proof = check_proof(
+            proof_text,
+            method=dpop.method,
+            url=dpop.url,
+            token_digest=digest,
+            now=self._clock.time(),
+            settings=self.dpop_settings,
+            nonces=self._nonces,
+        )
+        return proof, self._local(cast(str, token), digest)  # a str: _digest checked it
+
+    def _bound(self, token: AccessToken, proof: Proof, required: frozenset[str]) -> AccessToken:
+        check_binding(proof, token.jkt)  # RFC 9449 §7.1: the token's key made the proof
+        return grant(token, required)
+
+    async def _first_use(self, proof: Proof) -> None:
+        if not await self._replay.first_use(proof.replay_key, proof.expires_at):
+            raise InvalidDPoPProofError(Reason.DPOP_REPLAYED)
+
+    def _first_use_here(self, proof: Proof) -> bool:
+        """The replay check in the calling thread, if the store is this process's (``False``:
+        it needs the event loop); raises on a replay."""
+        store = self._replay
+        if not isinstance(store, MemoryReplayStore):
+            return False
+        if not store.check(proof.replay_key, proof.expires_at, self._clock.time()):
+            raise InvalidDPoPProofError(Reason.DPOP_REPLAYED)
+        return True
+
+    def _digest(self, token: object) -> bytes:
+        """The token's SHA-256, after the checks that need no parsing."""
         if not isinstance(token, str):
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
         if len(token) > self.settings.max_token_size:
             raise InvalidTokenError(Reason.TOKEN_TOO_LARGE)
         if not token.isascii():
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
-        digest = sha256(token.encode()).digest()  # token_digest(), without the call
+        return sha256(token.encode()).digest()  # token_digest(), without the call
+
+    def _local(self, token: str, digest: bytes) -> AccessToken | _Pending:
+        """Everything that needs no I/O; safe to call from any thread. No scope check."""
         now = self._clock.time()
         cached = self._verified.get(digest, now)
         if cached is not None:
-            return grant(cached, required)
+            return cached
         introspector = self._introspector
         if introspector is not None and (judged := introspector.lookup(digest)) is not None:
-            return grant(judged, required)
+            return judged
         jws = self._route(token)
         if jws is None:
             # Cannot be a JOSE object (or a well-formed one, and every token is introspected):
@@ -532,7 +713,7 @@ class TokenValidator:
         found = self._keys.lookup(jws.header.kid, jws.header.alg)
         if isinstance(found, Need):
             return _NeedKeys(jws, digest)
-        return self._finish(jws, found, digest, required, now)
+        return self._finish(jws, found, digest, now)
 
     def _route(self, token: str) -> CompactJWS | None:
         """The JWS to judge here, or ``None`` for a token the server must judge.
@@ -555,35 +736,30 @@ class TokenValidator:
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
         return None
 
-    async def _remote(
-        self, pending: _Pending, required: frozenset[str], requester: str | None = None
-    ) -> AccessToken:
+    async def _remote(self, pending: _Pending, requester: str | None = None) -> AccessToken:
         """:meth:`_check_remote` for a caller that did not enter through :meth:`validate`
         (the sync facade, on its loop thread)."""
         if self._closed or self._loop is not asyncio.get_running_loop():
             await self._enter_loop()
-        return await self._check_remote(pending, required, requester)
+        return await self._check_remote(pending, requester)
 
-    async def _check_remote(
-        self, pending: _Pending, required: frozenset[str], requester: str | None = None
-    ) -> AccessToken:
-        """The half that waits for the network, then finishes like the local half."""
+    async def _remote_first_use(self, proof: Proof) -> None:
+        """:meth:`_first_use` for the sync facade, on its loop thread (a shared store)."""
+        if self._closed or self._loop is not asyncio.get_running_loop():
+            await self._enter_loop()
+        await self._first_use(proof)
+
+    async def _check_remote(self, pending: _Pending, requester: str | None = None) -> AccessToken:
+        """The half that waits for the network, then finishes like the local half (no scope
+        check: the caller's)."""
         if isinstance(pending, _NeedIntrospection):
             introspector = pending.introspector
-            judged = await introspector.introspect(pending.token, pending.digest, requester)
-            return grant(judged, required)
+            return await introspector.introspect(pending.token, pending.digest, requester)
         header = pending.jws.header
         verify = await self._keys.resolve(header.kid, header.alg)
-        return self._finish(pending.jws, verify, pending.digest, required, self._clock.time())
+        return self._finish(pending.jws, verify, pending.digest, self._clock.time())
 
-    def _finish(
-        self,
-        jws: CompactJWS,
-        verify: Verifier,
-        digest: bytes,
-        required: frozenset[str],
-        now: float,
-    ) -> AccessToken:
+    def _finish(self, jws: CompactJWS, verify: Verifier, digest: bytes, now: float) -> AccessToken:
         if not verify(jws.signing_input, jws.signature):
             raise InvalidTokenError(Reason.BAD_SIGNATURE)
         if jws.header_b64 not in self._known_headers:
@@ -597,7 +773,7 @@ class TokenValidator:
         self._verified.put(
             digest, token, min(jws.claims["exp"] + settings.leeway, now + settings.jwks_ttl)
         )
-        return grant(token, required)
+        return token
 
     def _remember_header(self, jws: CompactJWS) -> None:
         """Keep the parse of a header that signed a valid token: the next token from the same

@@ -36,9 +36,11 @@ from oauth_shield.http import (
     MAX_FORM_SCAN,
     WELL_KNOWN,
     AdapterSettings,
+    DPoPMode,
     Guard,
     PathRules,
     RequestCredentials,
+    RequestTarget,
     Requirement,
     ResourceOption,
     form_tokens,
@@ -138,6 +140,10 @@ class BearerAuthMiddleware:
         its URL, or ``True`` for the audience): the middleware answers its metadata at
         ``/.well-known/oauth-protected-resource`` (the resource's path appended) without a
         token, and every challenge names that URL.
+    :param dpop: this middleware's DPoP policy, if not the validator's (``"required"`` or
+        ``"disabled"`` where the validator's is ``"allowed"``). For another policy under one
+        prefix, mount that part of the application behind a second middleware with the same
+        validator (docs/dpop.md).
     """
 
     def __init__(
@@ -154,6 +160,7 @@ class BearerAuthMiddleware:
         api_key_header: str = "X-API-Key",
         check_at_startup: bool = False,
         resource: ResourceOption = None,
+        dpop: DPoPMode | None = None,
     ) -> None:
         if not isinstance(validator, TokenValidator):
             raise ConfigurationError("validator must be a TokenValidator")
@@ -168,7 +175,7 @@ class BearerAuthMiddleware:
             api_key_header=api_key_header,
             check_at_startup=check_at_startup,
         )
-        self.guard = Guard(validator, settings, api_keys, resource)
+        self.guard = Guard(validator, settings, api_keys, resource, dpop)
         self.exempt_options = exempt_options
         described = self.guard.resource
         self._metadata_path = None if described is None else described.metadata_path
@@ -208,6 +215,9 @@ class BearerAuthMiddleware:
             "bearer": identity.bearer,
         }
         user = TokenUser(identity.token)
+        extra = self.guard.response_headers(identity)
+        if extra:
+            send = _with_headers(send, extra)
         await self.app(
             {**scope, "auth": identity.token, "user": user, "state": state}, receive, send
         )
@@ -218,6 +228,7 @@ class BearerAuthMiddleware:
         # One pass over the headers: this runs for every protected request.
         authorization: list[str] = []
         api_keys: list[str] = []
+        proofs: list[str] = []
         content_type = ""
         api_key_header = self._api_key_header
         for name, value in scope["headers"]:
@@ -227,6 +238,8 @@ class BearerAuthMiddleware:
                 api_keys.append(value.decode("latin-1"))
             elif name == b"content-type":
                 content_type += value.decode("latin-1")
+            elif name == b"dpop":
+                proofs.append(value.decode("latin-1"))
         form: list[str] = []
         if scope["type"] == "http" and may_carry_form_token(scope["method"], content_type):
             form, receive = await _form_tokens(receive)
@@ -240,6 +253,9 @@ class BearerAuthMiddleware:
             else [],
             form,
             client[0] if client else None,
+            proofs,
+            scope.get("method", "GET"),  # a websocket upgrade is a GET
+            RequestTarget.from_asgi(scope) if proofs else None,
         ), receive
 
     def _is_metadata(self, scope: Scope) -> bool:
@@ -296,6 +312,18 @@ async def _send_response(
     raw_headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": f"{prefix}.start", "status": status, "headers": raw_headers})
     await send({"type": f"{prefix}.body", "body": body})
+
+
+def _with_headers(send: Send, extra: Mapping[str, str]) -> Send:
+    """``send``, adding ``extra`` to the response's start."""
+    raw = [(name.lower().encode(), value.encode()) for name, value in extra.items()]
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            message = {**message, "headers": [*message.get("headers", ()), *raw]}
+        await send(message)
+
+    return send_with_headers
 
 
 def _anonymous(scope: Scope) -> Scope:

@@ -49,8 +49,10 @@ from oauth_shield import (
 )
 from oauth_shield.apikeys import APIKeyStore
 from oauth_shield.http import (
+    DPoPMode,
     Guard,
     RequestCredentials,
+    RequestTarget,
     ResourceOption,
     form_tokens,
     should_scan_form,
@@ -131,6 +133,8 @@ class FastAPIShield(SecurityBase):
             )
         self.guard = guard
         self.validator: TokenValidator = guard.validator  # type: ignore[assignment]
+        self.dpop: DPoPMode = guard.dpop
+        """This dependency's DPoP policy (see :meth:`with_dpop`)."""
         self.auto_error = auto_error
         self.scheme_name = scheme_name
         self._urls = {"tokenUrl": token_url, "authorizationUrl": authorization_url}
@@ -141,24 +145,49 @@ class FastAPIShield(SecurityBase):
     @property
     def optional(self) -> FastAPIShield:
         """The same shield, giving ``None`` for a request without credentials."""
-        return type(self)(auto_error=False, scheme_name=self.scheme_name, guard=self.guard)
+        return self._variant(auto_error=False)
+
+    @property
+    def dpop_required(self) -> FastAPIShield:
+        """The same shield for routes that accept DPoP-bound tokens only (RFC 9449), where
+        the validator's ``dpop`` is ``"allowed"``: ``Security(shield.dpop_required, ...)``."""
+        return self.with_dpop("required")
+
+    def with_dpop(self, dpop: DPoPMode) -> FastAPIShield:
+        """The same shield with another DPoP policy (``"required"`` or ``"disabled"`` where
+        the validator's is ``"allowed"``; see ``Guard.policy``)."""
+        return self._variant(dpop=dpop)
+
+    def _variant(
+        self, *, auto_error: bool | None = None, dpop: DPoPMode | None = None
+    ) -> FastAPIShield:
+        variant = type(self)(
+            auto_error=self.auto_error if auto_error is None else auto_error,
+            scheme_name=self.scheme_name,
+            guard=self.guard,
+        )
+        variant.dpop = self.guard.policy(self.dpop if dpop is None else dpop)
+        return variant
 
     async def __call__(
-        self, request: Request, security_scopes: SecurityScopes
+        self, request: Request, security_scopes: SecurityScopes, response: Response
     ) -> AccessToken | None:
         required = security_scopes.scopes
-        guard = self.guard
+        guard, dpop = self.guard, self.dpop
         try:
             presented = await _presented(request, guard)
-            identity = await guard.authenticate(presented, required)
+            identity = await guard.authenticate(presented, required, dpop=dpop)
         except MissingTokenError as error:
             if not self.auto_error:
                 return None
-            raise _refusal(guard, error, required) from None
+            raise _refusal(guard, error, required, dpop) from None
         except AuthError as error:
-            raise _refusal(guard, error, required) from None
+            raise _refusal(guard, error, required, dpop) from None
         state = request.scope.setdefault("state", {})  # request.state, without building it
         state["access_token"], state["bearer"] = identity
+        extra = guard.response_headers(identity)
+        if extra:  # FastAPI copies them to the route's response
+            response.headers.update(extra)
         return identity.token
 
     async def bearer(self, request: Request) -> Secret:
@@ -253,8 +282,8 @@ class FastAPIShield(SecurityBase):
         raise AttributeError("the security scheme follows the issuer: set token_url instead")
 
 
-def _refusal(guard: Guard, error: AuthError, required: Iterable[str]) -> Refusal:
-    status, headers, body = guard.refusal(error, required)
+def _refusal(guard: Guard, error: AuthError, required: Iterable[str], dpop: DPoPMode) -> Refusal:
+    status, headers, body = guard.refusal(error, required, dpop=dpop)
     return Refusal(status, headers, body)
 
 
@@ -269,12 +298,15 @@ async def _presented(request: Request, guard: Guard) -> RequestCredentials:
     api_key_header = guard.settings.api_key_header.lower().encode("latin-1")
     authorization: list[str] = []
     api_keys: list[str] = []
+    proofs: list[str] = []
     framing: dict[str, str] = {}
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization.append(value.decode("latin-1"))
         elif name == api_key_header:
             api_keys.append(value.decode("latin-1"))
+        elif name == b"dpop":
+            proofs.append(value.decode("latin-1"))
         elif name in _FRAMING:
             framing[_FRAMING[name]] = value.decode("latin-1")
     form: list[str] = []
@@ -292,4 +324,7 @@ async def _presented(request: Request, guard: Guard) -> RequestCredentials:
         query=request.query_params.getlist("access_token") if query else [],
         form=form,
         requester=client[0] if client else None,
+        proofs=proofs,
+        method=scope["method"],
+        target=RequestTarget.from_asgi(scope) if proofs else None,
     )

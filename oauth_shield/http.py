@@ -11,12 +11,14 @@ Litestar, Django or aiohttp can be written the same way:
 
 2. per request, read what it presents into :class:`RequestCredentials` (every
    ``Authorization`` header, every API-key header, every ``access_token`` in the query and,
-   when :func:`should_scan_form` says so, in the form body) and ask for the identity::
+   when :func:`should_scan_form` says so, in the form body; for DPoP, every ``DPoP`` header,
+   the method and a :class:`RequestTarget`) and ask for the identity::
 
        try:
            identity = await guard.authenticate(presented, scopes)
        except AuthError as error:
            status, headers, body = guard.refusal(error, scopes)
+       # on success, add guard.response_headers(identity) to the response (DPoP-Nonce)
 
 3. at start-up, ``await validator.start()`` warms the caches, or ``await validator.check()``
    fails the start when the issuer cannot serve tokens (``guard.settings.check_at_startup``).
@@ -45,8 +47,9 @@ from ._bearer import (
     split_folded,
 )
 from ._claims import required_scopes
+from ._config import DPoPMode
 from ._extension import EXTENSION, ShieldExtension, current
-from ._guard import Guard, Identity, RequestCredentials, ResourceOption
+from ._guard import Guard, Identity, RequestCredentials, RequestTarget, ResourceOption
 from ._options import ADAPTER_FIELDS, AdapterSettings, options_from
 from ._paths import PathRules, Requirement, route_paths
 from ._resource import DEFAULT_METADATA_MAX_AGE, WELL_KNOWN, MetadataResponse, ProtectedResource
@@ -60,6 +63,7 @@ __all__ = [
     "WELL_KNOWN",
     "AdapterSettings",
     "Credentials",
+    "DPoPMode",
     "ErrorResponse",
     "Guard",
     "Identity",
@@ -67,6 +71,7 @@ __all__ = [
     "PathRules",
     "ProtectedResource",
     "RequestCredentials",
+    "RequestTarget",
     "Requirement",
     "ResourceOption",
     "ShieldExtension",

@@ -170,6 +170,8 @@ def _fields(resource: ProtectedResource) -> dict[str, Any]:
         "resource_documentation",
         "challenge_scope",
         "max_age",
+        "dpop_signing_alg_values_supported",
+        "dpop_bound_access_tokens_required",
     )
     return {name: getattr(resource, name) for name in names}
 
@@ -203,6 +205,8 @@ class _Bridge:
                 return
             if not needed <= token.scopes:
                 error = InsufficientScopeError(needed | self.scopes)
+                if token.dpop_bound:  # the step-up challenge is the DPoP one (RFC 9449 §7.1)
+                    error.scheme = "DPoP"
                 await self._answer(send, error, needed | self.scopes)
                 return
         user = AuthenticatedUser(_sdk_token(token, self.resource))

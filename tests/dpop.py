@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Generator
 from typing import Any
 
+import httpx
 import pytest
 
 from oauth_shield import AuthError, Reason
@@ -76,3 +78,33 @@ def encode(value: dict[str, Any] | bytes) -> str:
     """A base64url part from JSON (a dict) or from raw bytes."""
     raw = value if isinstance(value, bytes) else json.dumps(value).encode()
     return b64url(raw)
+
+
+class DPoPClient(httpx.Auth):
+    """What a DPoP client library does for each request to a resource server (RFC 9449 §7.1,
+    §8, §9): ``Authorization: DPoP <token>``, a fresh proof with ``ath`` (and the last nonce
+    the server sent), and one retry when the server answers ``use_dpop_nonce``."""
+
+    def __init__(self, key: DPoPKey, token: str) -> None:
+        self.key, self.token = key, token
+        self.nonce: str | None = None
+        self.proofs: list[str] = []  # every proof sent, for replay tests
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._sign(request)
+        response = yield request
+        nonce = response.headers.get("DPoP-Nonce")
+        if nonce is not None:
+            self.nonce = nonce
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status_code == 401 and 'error="use_dpop_nonce"' in challenge and nonce:
+            self._sign(request)
+            yield request
+
+    def _sign(self, request: httpx.Request) -> None:
+        proof = self.key.proof(
+            request.method, str(request.url), access_token=self.token, nonce=self.nonce
+        )
+        self.proofs.append(proof)
+        request.headers["Authorization"] = f"DPoP {self.token}"
+        request.headers["DPoP"] = proof

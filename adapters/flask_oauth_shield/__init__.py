@@ -20,6 +20,7 @@ from collections.abc import Callable
 from functools import wraps
 from inspect import iscoroutinefunction
 from typing import Any, TypeVar, cast
+from urllib.parse import quote
 
 try:
     from flask import Request, Response, current_app, g, request
@@ -32,8 +33,10 @@ from werkzeug.local import LocalProxy
 from oauth_shield import AccessToken, AuthError, Secret, SyncTokenValidator
 from oauth_shield.http import (
     EXTENSION,
+    DPoPMode,
     Guard,
     RequestCredentials,
+    RequestTarget,
     ShieldExtension,
     current,
     form_tokens,
@@ -74,7 +77,12 @@ class Shield(ShieldExtension):
             cast(SyncTokenValidator, guard.validator).check()
 
     def _protect(
-        self, view: View, required: frozenset[str], api_keys: bool, exempt_options: bool
+        self,
+        view: View,
+        required: frozenset[str],
+        api_keys: bool,
+        exempt_options: bool,
+        dpop: DPoPMode | None,
     ) -> View:
         @wraps(view)
         def protected(*args: Any, **kwargs: Any) -> Any:
@@ -86,12 +94,17 @@ class Shield(ShieldExtension):
             guard: Guard = app.extensions[EXTENSION]
             try:
                 identity = guard.authenticate_sync(
-                    _presented(req, guard), required, api_keys=api_keys
+                    _presented(req, guard), required, api_keys=api_keys, dpop=dpop
                 )
             except AuthError as error:
-                return Response(*_answer(guard, error, required))
+                return Response(*_answer(guard, error, required, dpop))
             g.oauth_shield_token, g.oauth_shield_bearer = identity
-            return handler(*args, **kwargs)
+            extra = guard.response_headers(identity)
+            if not extra:
+                return handler(*args, **kwargs)
+            response = app.make_response(handler(*args, **kwargs))
+            response.headers.update(extra)
+            return response
 
         return cast(View, protected)
 
@@ -106,17 +119,39 @@ def _presented(req: Request, guard: Guard) -> RequestCredentials:
     body = ""
     if should_scan_form(req.method, req.headers.get):
         body = req.get_data(cache=True, as_text=True)  # cached: the view can still read it
+    proof = environ.get("HTTP_DPOP")
     return RequestCredentials(
         authorization=[] if authorization is None else split_folded(authorization),
         api_keys=[] if api_key is None else [api_key],
         query=req.args.getlist("access_token") if environ.get("QUERY_STRING") else [],
         form=form_tokens(body) if body else [],
         requester=req.remote_addr,
+        # A folded value ("a, b": two headers) is refused as two proofs (RFC 9449 §4.3).
+        proofs=[] if proof is None else [proof],
+        method=req.method,
+        target=None if proof is None else _target(req),
+    )
+
+
+def _target(req: Request) -> RequestTarget:
+    """Where the request was sent: the path as it arrived (``RAW_URI``/``REQUEST_URI``, set
+    by gunicorn, Werkzeug and most WSGI servers), else rebuilt from ``SCRIPT_NAME`` and
+    ``PATH_INFO``."""
+    environ = req.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is None:
+        raw = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/;=,")
+    return RequestTarget(
+        environ.get("wsgi.url_scheme", "http"),
+        environ.get("HTTP_HOST"),
+        raw,
+        environ.get("SCRIPT_NAME", ""),
+        req.headers.items(),
     )
 
 
 def _answer(
-    guard: Guard, error: AuthError, required: frozenset[str]
+    guard: Guard, error: AuthError, required: frozenset[str], dpop: DPoPMode | None
 ) -> tuple[bytes, int, dict[str, str]]:
-    status, headers, body = guard.refusal(error, required)
+    status, headers, body = guard.refusal(error, required, dpop=dpop)
     return body, status, headers

@@ -32,8 +32,10 @@ from werkzeug.local import LocalProxy
 from oauth_shield import AccessToken, AuthError, Secret, TokenValidator
 from oauth_shield.http import (
     EXTENSION,
+    DPoPMode,
     Guard,
     RequestCredentials,
+    RequestTarget,
     ShieldExtension,
     current,
     form_tokens,
@@ -79,7 +81,12 @@ class Shield(ShieldExtension):
         app.after_serving(validator.aclose)
 
     def _protect(
-        self, view: View, required: frozenset[str], api_keys: bool, exempt_options: bool
+        self,
+        view: View,
+        required: frozenset[str],
+        api_keys: bool,
+        exempt_options: bool,
+        dpop: DPoPMode | None,
     ) -> View:
         @wraps(view)
         async def protected(*args: Any, **kwargs: Any) -> Any:
@@ -91,12 +98,19 @@ class Shield(ShieldExtension):
             guard: Guard = app.extensions[EXTENSION]
             try:
                 presented = await _presented(req, guard)
-                identity = await guard.authenticate(presented, required, api_keys=api_keys)
+                identity = await guard.authenticate(
+                    presented, required, api_keys=api_keys, dpop=dpop
+                )
             except AuthError as error:
-                status, headers, body = guard.refusal(error, required)
+                status, headers, body = guard.refusal(error, required, dpop=dpop)
                 return Response(body, status=status, headers=headers)
             g.oauth_shield_token, g.oauth_shield_bearer = identity
-            return await handler(*args, **kwargs)
+            extra = guard.response_headers(identity)
+            if not extra:
+                return await handler(*args, **kwargs)
+            response = await app.make_response(await handler(*args, **kwargs))
+            response.headers.update(extra)
+            return response
 
         return cast(View, protected)
 
@@ -107,10 +121,14 @@ async def _presented(req: Request, guard: Guard) -> RequestCredentials:
     body = ""
     if should_scan_form(req.method, headers.get):
         body = cast(str, await req.get_data(as_text=True))
+    proofs = headers.getlist("DPoP")
     return RequestCredentials(
         authorization=headers.getlist("Authorization"),
         api_keys=headers.getlist(guard.settings.api_key_header),
         query=req.args.getlist("access_token") if req.query_string else [],
         form=form_tokens(body) if body else [],
         requester=req.remote_addr,
+        proofs=proofs,
+        method=req.method,
+        target=RequestTarget.from_asgi(req.scope) if proofs else None,
     )

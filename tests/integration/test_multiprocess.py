@@ -6,13 +6,14 @@ opaque token in total, however the requests spread over the workers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -41,31 +42,34 @@ class Workers:
         return self._log.read_text(errors="replace")
 
 
-@pytest.fixture
-def workers(provider: OIDCProvider, redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
-    """``uvicorn --workers 4`` serving tests/integration/multiprocess_app.py."""
+@contextlib.contextmanager
+def uvicorn_workers(
+    count: int, env: dict[str, str], log: Path, ready: Callable[[str], bool]
+) -> Iterator[Workers]:
+    """``uvicorn --workers <count>`` serving tests/integration/multiprocess_app.py, up once
+    ``ready(url)`` says so; stopped afterwards, and its stderr free of tracebacks."""
     with loopback_socket() as probe:
         port = probe.getsockname()[1]
-    env = {**os.environ, **provider.shared_api_env(redis.url)}
     command = [
         sys.executable, "-m", "uvicorn", "tests.integration.multiprocess_app:app",
-        "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(count), "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    log = tmp_path / "workers.log"
     with log.open("wb") as stderr:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr)
+        server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stderr=stderr)
     running = Workers(f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + 30
-        while True:  # up as soon as one worker answers: the others may still be starting
+        while True:
             try:
-                httpx.get(f"{running.url}/whoami", timeout=1)
-                break
+                if ready(running.url):
+                    break
             except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
+                if server.poll() is not None:
                     raise RuntimeError(f"uvicorn did not start: {running.said()}") from None
-                time.sleep(0.02)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not get ready: {running.said()}")
+            time.sleep(0.02)
         yield running
     finally:
         server.terminate()
@@ -75,6 +79,19 @@ def workers(provider: OIDCProvider, redis: RedisServer, tmp_path: Path) -> Itera
             server.kill()
             server.wait()
     assert "Traceback" not in running.said(), running.said()
+
+
+@pytest.fixture
+def workers(provider: OIDCProvider, redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
+    """Four workers; up as soon as one answers: the others may still be starting."""
+
+    def answers(url: str) -> bool:
+        httpx.get(f"{url}/whoami", timeout=1)
+        return True
+
+    env = provider.shared_api_env(redis.url)
+    with uvicorn_workers(WORKERS, env, tmp_path / "workers.log", answers) as running:
+        yield running
 
 
 async def test_cold_workers_under_load_fetch_once_between_them(
