@@ -28,7 +28,7 @@ MAX_LEEWAY = 300.0
 DEFAULT_MAX_TOKEN_SIZE = 8192
 #: Key sets change rarely; five minutes bounds how long a removed key is still trusted.
 DEFAULT_JWKS_TTL = 300.0
-#: One refetch per 30 s for unknown kids, so random kids cannot turn us into an amplifier.
+#: At most two fetches per 30 s for unknown kids, so random kids cannot turn us into an amplifier.
 DEFAULT_JWKS_COOLDOWN = 30.0
 #: How long last known good keys outlive their TTL while the issuer cannot be reached.
 DEFAULT_JWKS_MAX_STALE = 86400.0

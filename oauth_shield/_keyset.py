@@ -21,10 +21,13 @@ Ages of the installed key set (monotonic clock):
 Fetch gates:
 
 - single-flight: one fetch at a time, every waiter shielded (see ``_singleflight``);
-- an unknown ``kid`` triggers a refetch only outside the cooldown, which starts when a fetch
-  succeeds, so a flood of random kids costs at most one fetch per cooldown;
+- an unknown ``kid`` triggers a refetch unless two fetches (of any kind, failed ones too)
+  started within the last ``jwks_cooldown`` seconds: a key the issuer published right after
+  our last fetch is fetched at once, however recent that fetch, while a flood of random kids
+  costs at most two fetches per cooldown window (Nimbus keeps "one invocation left in case
+  the keys are rotated" the same way);
 - after a failure, no new fetch of any kind before a backoff that doubles from 1 s up to the
-  cooldown (``retry_at``); refreshes for age are gated by that alone, not by the cooldown;
+  cooldown (``retry_at``); refreshes for age are gated by that alone, not by the window;
 - a fetch installs its result only if no newer one has been installed (sequence numbers);
 - a key set with no usable key is a failed fetch: the last known good keys stay.
 
@@ -65,6 +68,9 @@ REFRESH_AHEAD_SHARE = 0.2
 MAX_REFRESH_AHEAD = 60.0
 #: First wait after a failed fetch; it doubles up to the cooldown.
 FIRST_BACKOFF = 1.0
+#: Fetches per ``jwks_cooldown`` window after which an unknown kid waits: two, so that a
+#: rotation right after any fetch still costs one refetch, never a wait (Nimbus's rule).
+FETCHES_PER_WINDOW = 2
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age=(\d{1,10})(?:$|[,\s])", re.IGNORECASE)
 
@@ -85,7 +91,6 @@ class _State:
     refresh_at: float = -math.inf
     stale_until: float = -math.inf
     failed: bool = False
-    cooldown_until: float = -math.inf  # no refetch for an unknown kid before this
     retry_at: float = -math.inf  # no fetch at all before this, after a failure
     seq: int = 0
 
@@ -117,6 +122,8 @@ class RemoteKeySet:
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_requested = False
+        # When the last FETCHES_PER_WINDOW fetches started (monotonic), oldest first.
+        self._started: tuple[float, ...] = ()
         self.last_failure: FetchError | None = None  # why the last fetch failed, if it did
         self.fetches = 0  # completed fetch attempts, for metrics and tests
 
@@ -183,7 +190,7 @@ class RemoteKeySet:
         if not isinstance(found, Need):
             return found
         state = self._state
-        gate = max(state.retry_at, state.cooldown_until) if found is Need.KID else state.retry_at
+        gate = max(state.retry_at, self._window_opens()) if found is Need.KID else state.retry_at
         if "jwks" in self._flight or self._monotonic() >= gate:
             await asyncio.shield(self._start_fetch())
         elif found is Need.KID:
@@ -199,6 +206,14 @@ class RemoteKeySet:
             raise InvalidTokenError(selected)
         return selected
 
+    def _window_opens(self) -> float:
+        """When an unknown kid may next cause a fetch: once the oldest of the last
+        ``FETCHES_PER_WINDOW`` fetches is ``jwks_cooldown`` old (at once if fewer happened)."""
+        started = self._started
+        if len(started) < FETCHES_PER_WINDOW:
+            return -math.inf
+        return started[0] + self._settings.jwks_cooldown
+
     def _start_fetch(self) -> asyncio.Task[None]:
         return self._flight.start("jwks", self._fetch)
 
@@ -206,6 +221,7 @@ class RemoteKeySet:
         self._seq += 1
         seq = self._seq
         started = self._monotonic()
+        self._started = (*self._started, started)[-FETCHES_PER_WINDOW:]
         try:
             document = await self._document()
             if (failure := FetchError.from_marker(document)) is not None:
@@ -287,7 +303,6 @@ class RemoteKeySet:
             expires_at=expires_at,
             refresh_at=expires_at - min(ttl * REFRESH_AHEAD_SHARE, MAX_REFRESH_AHEAD),
             stale_until=expires_at + settings.jwks_max_stale,
-            cooldown_until=now + settings.jwks_cooldown,
             seq=seq,
         )
         self._backoff = FIRST_BACKOFF
