@@ -102,18 +102,25 @@ class RemoteKeySet:
         self,
         settings: Settings,
         http: HTTPClient,
-        discovery: Discovery,
+        discovery: Discovery | None,
         *,
+        jwks_uri: str | None = None,
+        issuer: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         shared: SharedCache | None = None,
         on_keys_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
+        # Where the keys come from: jwks_uri, else the metadata of the issuer.
+        source = jwks_uri or discovery
+        if source is None:
+            raise ValueError("a key set needs a jwks_uri or a discovery")
+        self._source: str | Discovery = source
+        self.issuer = issuer or settings.issuer  # the issuer messages name
         self._wall = wall
         self._shared = shared
         self._http = http
-        self._discovery = discovery
         self._monotonic = monotonic
         self._on_keys_removed = on_keys_removed
         self._state = _State()
@@ -268,17 +275,18 @@ class RemoteKeySet:
     async def _from_issuer(self) -> tuple[dict[str, Any], float]:
         """The issuer's key set as a shareable document, and how long to share it. A failure
         is shared briefly too, so that processes waiting for this fetch back off with it."""
-        url = self._settings.jwks_uri
+        source = self._source
+        url: str | None = source if isinstance(source, str) else None
         try:
             async with asyncio.timeout(self._settings.http_timeout):  # one budget for it all
-                url = url or await self._discovery.endpoint("jwks_uri")
+                url = source if isinstance(source, str) else await source.endpoint("jwks_uri")
                 response = await self._http.get_json(url)
         except FetchError as error:
             return error.marker(), FIRST_BACKOFF
         except TimeoutError:
             failure = FetchError(
                 "timeout",
-                url=url or f"the metadata of {self._settings.issuer}",
+                url=url or f"the metadata of {self.issuer}",
                 unreachable=True,
                 detail=f"{self._settings.http_timeout:g} s",
             )

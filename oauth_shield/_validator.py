@@ -24,11 +24,11 @@ from . import _config as defaults
 from ._arguments import ValidatorOverrides
 from ._bearer import is_b64token
 from ._cache import BoundedCache
+from ._claimpaths import ClaimName
 from ._claims import ScopeMemo, check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
 from ._config import AuthMethod, Profile, Settings, shown
 from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
-from ._discovery import Discovery
 from ._errors import (
     AuthError,
     ConfigurationError,
@@ -47,6 +47,7 @@ from ._jose import (
     parse_compact,
 )
 from ._keyset import Need, RemoteKeySet
+from ._keysources import KeySources
 from ._options import configured
 from ._secret import Secret, as_secret
 from ._shared import SharedCache
@@ -63,10 +64,13 @@ MAX_DIAGNOSES = 16
 
 
 class _NeedKeys(NamedTuple):
-    """A JWT whose key must first come from the network."""
+    """A JWT whose key must first come from the network: from ``keys``, the key set of the
+    issuer its ``iss`` selected (``issuer``: ``None`` when only one is configured)."""
 
     jws: CompactJWS
     digest: bytes
+    keys: RemoteKeySet
+    issuer: str | None
     waits_for: Reason = Reason.KEYS_UNAVAILABLE
 
 
@@ -124,11 +128,14 @@ def shared_cache(
 
 
 class TokenValidator:
-    """Validate OAuth 2.0 bearer tokens for one issuer and one API (the resource server).
+    """Validate OAuth 2.0 bearer tokens for one API (the resource server).
 
     JWT access tokens are verified locally against the issuer's published key set (RFC 9068,
     RFC 8725); the key set is discovered from the issuer's metadata unless ``jwks_uri`` is
-    given. Use one validator per issuer for the life of the process: it holds the caches.
+    given. One validator may trust several issuers: each token's ``iss`` picks its issuer, and
+    so the one key set that may verify it. Use one validator for the life of the process: it
+    holds the caches. ``oauth_shield.providers`` has the arguments for common identity
+    providers (Keycloak, Auth0, Entra ID, Okta, Cognito, GitHub Actions, Kubernetes).
 
     >>> async def handler(authorization_token: str) -> str:          # doctest: +SKIP
     ...     async with TokenValidator(issuer="https://as.example.com",
@@ -136,11 +143,21 @@ class TokenValidator:
     ...         token = await validator.validate(authorization_token, scopes=["read"])
     ...         return token.subject
 
-    :param issuer: the issuer identifier, compared by exact string match.
+    :param issuer: the issuer identifier, compared by exact string match; or several. An
+        issuer with ``{tenantid}`` in it is a template (Entra multi-tenant), matched with the
+        token's ``tid`` and restricted by ``tenants`` (or ``any_tenant=True``).
     :param audience: this API's identifier(s); a token's ``aud`` must contain one of them.
+        ``None`` only with ``allowed_clients``, for issuers whose tokens carry no audience.
     :param algorithms: the allowlist; HMAC and ``none`` can never be enabled.
     :param leeway: seconds of clock skew tolerated for ``exp``, ``nbf`` and ``iat``.
-    :param jwks_uri: the key set URL, if it should not come from the issuer's metadata.
+    :param jwks_uri: the key set URL, if it should not come from the issuer's metadata (or a
+        mapping of issuer to URL).
+    :param scope_claims: the claims whose values grant what routes require: names (``"scp"``),
+        JSON Pointers (``"/realm_access/roles"``) or tuples (``("realm_access", "roles")``);
+        each value a space-separated string or an array of strings. Default ``("scope",)``.
+    :param required_claims: ``{claim: value}``: the token must carry each claim with that
+        value (a list, tuple or set of values: one of them).
+    :param allowed_clients: the clients (``client_claim``) whose tokens are accepted.
     :param profile: ``"rfc9068"`` (default, strict) or ``"jwt"`` for servers that issue plain
         JWTs as access tokens (``typ`` need not be ``at+jwt``; ``iat``, ``sub``, ``client_id``
         and ``jti`` become optional).
@@ -163,11 +180,11 @@ class TokenValidator:
     def __init__(
         self,
         *,
-        issuer: str,
-        audience: str | Sequence[str],
+        issuer: str | Sequence[str],
+        audience: str | Sequence[str] | None,
         algorithms: Iterable[str] = defaults.DEFAULT_ALGORITHMS,
         leeway: float = defaults.DEFAULT_LEEWAY,
-        jwks_uri: str | None = None,
+        jwks_uri: str | Mapping[str, str] | None = None,
         profile: Profile = "rfc9068",
         max_token_size: int = defaults.DEFAULT_MAX_TOKEN_SIZE,
         jwks_ttl: float = defaults.DEFAULT_JWKS_TTL,
@@ -195,11 +212,19 @@ class TokenValidator:
         cache: Any = None,
         cache_secret: str | Secret | None = None,
         cache_secret_file: str | os.PathLike[str] | None = None,
+        scope_claims: str | Iterable[ClaimName] = ("scope",),
+        required_claims: Mapping[ClaimName, object] | str | None = None,
+        allowed_clients: str | Iterable[str] | None = None,
+        client_claim: str = defaults.DEFAULT_CLIENT_CLAIM,
+        require_scope_claim: bool = False,
+        tenants: str | Iterable[str] | None = None,
+        any_tenant: bool = False,
+        preset: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = Settings(
-            issuer=issuer,
+            issuer=issuer,  # type: ignore[arg-type]  # one or several: normalised by Settings
             audience=audience,  # type: ignore[arg-type]  # normalised by Settings
             algorithms=algorithms,  # type: ignore[arg-type]
             leeway=leeway,
@@ -226,10 +251,25 @@ class TokenValidator:
             introspection_fields=introspection_fields,  # type: ignore[arg-type]
             introspection_grace=introspection_grace,
             insecure_http=insecure_http,
+            scope_claims=scope_claims,  # type: ignore[arg-type]
+            required_claims=required_claims,  # type: ignore[arg-type]
+            allowed_clients=allowed_clients,  # type: ignore[arg-type]
+            client_claim=client_claim,
+            require_scope_claim=require_scope_claim,
+            tenants=tenants,  # type: ignore[arg-type]
+            any_tenant=any_tenant,
+            preset=preset,
         )
         check_urls(self.settings)  # as httpx will parse them, now rather than per request
         for warning in self.settings.warnings():
-            config_logger.warning("%s (issuer %s)", warning, issuer)
+            config_logger.warning("%s (issuer %s)", warning, self._named_issuers)
+        if self.settings.preset is not None and self.settings.profile != "rfc9068":
+            config_logger.info(
+                "the relaxed 'jwt' profile is on, set by preset %s, which checks what that "
+                "provider guarantees instead (issuer %s)",
+                self.settings.preset,
+                self._named_issuers,
+            )
         # The first refusal of each reason that usually means a wrong setting is explained
         # at WARNING (_log_rejection); the set lookup is all it costs any other refusal.
         self._undiagnosed = set(CONFIGURATION_REASONS)
@@ -243,46 +283,66 @@ class TokenValidator:
             allow_http=insecure_http,
         )
         self._owns_cache = redis_url is not None
+        secret = as_secret(cache_secret, cache_secret_file, "cache_secret")
         self._shared = shared_cache(
-            issuer,
-            redis_url,
-            cache,
-            as_secret(cache_secret, cache_secret_file, "cache_secret"),
-            self._clock.monotonic,
+            self.settings.issuer, redis_url, cache, secret, self._clock.monotonic
         )
         if self._shared is not None and cache_secret is None and cache_secret_file is None:
             config_logger.warning(
                 "the shared cache is not authenticated: whoever can write to it can make "
                 "tokens valid; set cache_secret (issuer %s)",
-                issuer,
+                self._named_issuers,
             )
-        self._discovery = Discovery(
-            issuer, self._http, self._clock.monotonic, wall=self._clock.time, shared=self._shared
-        )
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
         self._known_headers: dict[str, Header] = {}
         self._scope_memo = ScopeMemo()  # this validator's, bounded: never module state
-        self._keys = RemoteKeySet(
+        self._sources = KeySources(
             self.settings,
             self._http,
-            self._discovery,
-            monotonic=self._clock.monotonic,
-            wall=self._clock.time,
-            shared=self._shared,
-            on_keys_removed=self._verified.clear,
+            self._clock,
+            lambda issuer: self._shared_for(issuer, secret),
+            self._verified.clear,
         )
-        self._introspector = (
-            Introspector(
-                self.settings,
-                self._http,
-                self._discovery,
-                self._clock,
-                self._shared,
-                scopes=self._scope_memo,
+        # One plain issuer: no selection, the one key set (today's direct path). Otherwise
+        # each token's iss selects the key set that may verify it.
+        settings = self.settings
+        self._keys = self._sources.by_issuer[settings.issuer]
+        single = len(settings.issuers) == 1 and not settings.issuer_rules.templates
+        self._by_issuer = None if single else self._sources.by_issuer
+        self._discovery = self._sources.discovery
+        self._introspector = self._make_introspector()
+
+    def _shared_for(self, issuer: str, secret: Secret | None) -> SharedCache | None:
+        """The shared tier under ``issuer``'s namespace (the same cache and secret)."""
+        shared = self._shared
+        if shared is None or issuer == self.settings.issuer:
+            return shared
+        return SharedCache(shared.cache, issuer, secret=secret, monotonic=self._clock.monotonic)
+
+    def _make_introspector(self) -> Introspector | None:
+        settings = self.settings
+        if not settings.introspection:
+            return None
+        if self._discovery is None and settings.introspection_endpoint is None:
+            raise ConfigurationError(
+                "introspection_endpoint is not set, and no issuer has metadata to name it "
+                f"(issuer {shown(settings.issuer)} is a template): set introspection_endpoint",
+                field="introspection_endpoint",
             )
-            if self.settings.introspection
-            else None
+        return Introspector(
+            settings,
+            self._http,
+            self._discovery,  # type: ignore[arg-type]  # None only with an endpoint
+            self._clock,
+            self._shared,
+            scopes=self._scope_memo,
         )
+
+    @property
+    def _named_issuers(self) -> str:
+        """The issuer, or the issuers, as a log line names them."""
+        issuers = self.settings.issuers
+        return issuers[0] if len(issuers) == 1 else ", ".join(issuers)
 
     @classmethod
     def from_env(
@@ -300,9 +360,9 @@ class TokenValidator:
         return configured(cls, source, dict(overrides), TokenValidator)
 
     def __repr__(self) -> str:
-        return (
-            f"TokenValidator(issuer={self.settings.issuer!r}, audience={self.settings.audience!r})"
-        )
+        issuers = self.settings.issuers
+        issuer = issuers[0] if len(issuers) == 1 else list(issuers)
+        return f"TokenValidator(issuer={issuer!r}, audience={self.settings.audience!r})"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -317,7 +377,7 @@ class TokenValidator:
         set; ``async with`` calls it. Fetch failures are logged and retried, never raised:
         use :meth:`check` to fail a start-up on a configuration that cannot work.
         """
-        self._keys.start()
+        self._sources.start()
 
     async def check(self) -> None:
         """Fetch the issuer's metadata and key set now; raise if tokens cannot be checked.
@@ -330,12 +390,15 @@ class TokenValidator:
         names the issuer and what to change; it never holds a secret. On success the fetched
         keys are installed, as :meth:`start` would have done.
         """
-        failure = await self._keys.refresh()
-        if failure is not None:
-            raise readiness_error(failure, f"the key set of {self.settings.issuer}")
-        if self._introspector is not None and self.settings.introspection_endpoint is None:
+        failed = await self._sources.refresh()
+        if failed is not None:
+            keys, failure = failed
+            raise readiness_error(failure, f"the key set of {keys.issuer}")
+        discovery = self._discovery
+        if self._introspector is not None and discovery is not None:
             try:
-                await self._discovery.endpoint("introspection_endpoint")
+                if self.settings.introspection_endpoint is None:
+                    await discovery.endpoint("introspection_endpoint")
             except FetchError as error:
                 raise readiness_error(
                     error, f"the introspection endpoint of {self.settings.issuer}"
@@ -349,10 +412,17 @@ class TokenValidator:
         scheme. Raises :class:`ConfigurationError` or :class:`IssuerUnavailableError` as
         :meth:`check` does.
         """
+        discovery = self._discovery
+        if discovery is None:
+            raise ConfigurationError(
+                f"issuer {shown(self.settings.issuer)} is a template: it has no metadata "
+                "document to read",
+                field="issuer",
+            )
         try:
-            return MappingProxyType(await self._discovery.metadata())
+            return MappingProxyType(await discovery.metadata())
         except FetchError as error:
-            raise readiness_error(error, f"the metadata of {self.settings.issuer}") from None
+            raise readiness_error(error, f"the metadata of {discovery.issuer}") from None
 
     async def __aexit__(
         self,
@@ -364,10 +434,9 @@ class TokenValidator:
 
     async def aclose(self) -> None:
         """Stop background work and close connections to the issuer."""
-        await self._keys.aclose()
         if self._introspector is not None:
             await self._introspector.aclose()
-        await self._discovery.aclose()
+        await self._sources.aclose()
         await self._http.aclose()
         if self._shared is not None and self._owns_cache:
             await self._shared.aclose()
@@ -375,8 +444,7 @@ class TokenValidator:
     def _forget_loop(self) -> None:
         """After a fork: drop what belonged to the parent's event loop, keep the caches."""
         self._http.forget()
-        self._keys.forget_loop()
-        self._discovery.forget_loop()
+        self._sources.forget_loop()
         if self._introspector is not None:
             self._introspector.forget_loop()
 
@@ -436,10 +504,26 @@ class TokenValidator:
             if introspector is None:
                 raise InvalidTokenError(Reason.UNSUPPORTED_TOKEN)
             return _NeedIntrospection(token, digest, introspector)
-        found = self._keys.lookup(jws.header.kid, jws.header.alg)
+        by_issuer = self._by_issuer
+        if by_issuer is None:  # one plain issuer: its key set, iss checked with the claims
+            keys, issuer = self._keys, None
+        else:  # selected on the unverified iss, before any key lookup or fetch
+            issuer = self.settings.issuer_rules.select(jws.claims)
+            keys = by_issuer[issuer]
+            issuer = jws.claims["iss"]  # a template's, with the tenant's id in it
+        found = keys.lookup(jws.header.kid, jws.header.alg)
         if isinstance(found, Need):
-            return _NeedKeys(jws, digest)
-        return self._finish(jws, found, digest, required, now)
+            if (
+                found is Need.KID
+                and issuer is None
+                and jws.claims.get("iss") != self.settings.issuer
+            ):
+                # Not ours, whatever its key: an unknown iss never costs a refetch.
+                raise InvalidTokenError(
+                    Reason.ISSUER_MISMATCH if "iss" in jws.claims else Reason.MISSING_CLAIM
+                )
+            return _NeedKeys(jws, digest, keys, issuer)
+        return self._finish(jws, found, digest, required, now, issuer)
 
     def _route(self, token: str) -> CompactJWS | None:
         """The JWS to judge here, or ``None`` for a token the server must judge.
@@ -471,8 +555,9 @@ class TokenValidator:
             judged = await introspector.introspect(pending.token, pending.digest, requester)
             return grant(judged, required)
         header = pending.jws.header
-        verify = await self._keys.resolve(header.kid, header.alg)
-        return self._finish(pending.jws, verify, pending.digest, required, self._clock.time())
+        verify = await pending.keys.resolve(header.kid, header.alg)
+        now = self._clock.time()
+        return self._finish(pending.jws, verify, pending.digest, required, now, pending.issuer)
 
     def _finish(
         self,
@@ -481,6 +566,7 @@ class TokenValidator:
         digest: bytes,
         required: frozenset[str],
         now: float,
+        issuer: str | None = None,
     ) -> AccessToken:
         if not verify(jws.signing_input, jws.signature):
             raise InvalidTokenError(Reason.BAD_SIGNATURE)
@@ -488,7 +574,13 @@ class TokenValidator:
             self._remember_header(jws)
         settings = self.settings
         token = check_claims(
-            jws.header.params, jws.claims, settings, now, fingerprint(digest), self._scope_memo
+            jws.header.params,
+            jws.claims,
+            settings,
+            now,
+            fingerprint(digest),
+            self._scope_memo,
+            issuer,
         )
         # Remembered until it expires, but re-verified at least once per key-set TTL: a token
         # whose key has since left the key set must not live on in this cache.
