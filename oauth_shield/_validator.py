@@ -394,14 +394,17 @@ class TokenValidator:
         if failed is not None:
             keys, failure = failed
             raise readiness_error(failure, f"the key set of {keys.issuer}")
-        discovery = self._discovery
-        if self._introspector is not None and discovery is not None:
+        discovery = self._discovery  # never None with introspection and no endpoint
+        if (
+            self._introspector is not None
+            and self.settings.introspection_endpoint is None
+            and discovery is not None
+        ):
             try:
-                if self.settings.introspection_endpoint is None:
-                    await discovery.endpoint("introspection_endpoint")
+                await discovery.endpoint("introspection_endpoint")
             except FetchError as error:
                 raise readiness_error(
-                    error, f"the introspection endpoint of {self.settings.issuer}"
+                    error, f"the introspection endpoint of {discovery.issuer}"
                 ) from None
 
     async def metadata(self) -> Mapping[str, Any]:
