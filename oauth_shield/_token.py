@@ -36,9 +36,11 @@ class AccessToken:
     subject: str | None
     """``sub``: the resource owner, or the client itself for client-credentials tokens."""
     client_id: str | None
-    """``client_id``: the OAuth client the token was issued to."""
+    """``client_id`` (or the configured ``client_claim``: ``azp``, ``cid``...): the OAuth
+    client the token was issued to."""
     scopes: frozenset[str]
-    """The granted scopes, from the space-separated ``scope`` claim."""
+    """The granted scopes: the space-separated ``scope`` claim, or the union of the configured
+    ``scope_claims`` (``scp``, ``roles``, ``permissions``...)."""
     expires_at: datetime | None
     """``exp`` as an aware UTC datetime (``None`` only for introspected tokens without ``exp``)."""
     claims: Mapping[str, Any] = field(repr=False)
