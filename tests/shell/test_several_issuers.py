@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from oauth_shield import InvalidTokenError, Reason, TokenValidator
+from oauth_shield import ConfigurationError, InvalidTokenError, Reason, TokenValidator
+from oauth_shield.asgi import BearerAuthMiddleware
 from oauth_shield.testing import LocalIssuer, SigningKey
 from tests.conftest import AUDIENCE, FrozenClock, ValidatorFactory, refused
 
@@ -341,3 +342,24 @@ async def test_a_misconfigured_issuer_list_is_explained_once(
     warnings = [line for line in _names(caplog) if "none of the issuers" in line]
     assert len(warnings) == 1
     assert "before its signature was checked" in warnings[0]
+
+
+# --- RFC 9728 metadata -------------------------------------------------------------------------
+
+
+def resource_servers(**options: Any) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None: ...
+
+    validator = TokenValidator(audience="https://api.test", **options)
+    return BearerAuthMiddleware(app, validator=validator, resource=True).guard.resource
+
+
+def test_resource_metadata_names_every_issuer_known_in_full() -> None:
+    listed = resource_servers(issuer=[A, B])
+    assert listed is not None and listed.authorization_servers == (A, B)
+    tenants = resource_servers(
+        issuer=[A, TEMPLATE], jwks_uri={TEMPLATE: "https://login.test/keys"}, tenants=[CONTOSO]
+    )
+    assert tenants.authorization_servers == (A, f"https://login.test/{CONTOSO}/v2.0")
+    with pytest.raises(ConfigurationError, match="authorization_servers must be given"):
+        resource_servers(issuer=TEMPLATE, jwks_uri="https://login.test/keys", any_tenant=True)
