@@ -94,6 +94,18 @@ def test_any_scope_claims_string_is_paths_or_a_configuration_error(text: str) ->
     assert field in (None, "scope_claims")
 
 
+@given(st.text(max_size=80))
+def test_any_required_claims_string_is_rules_or_a_configuration_error(text: str) -> None:
+    try:
+        rules = check_required_claims(text)
+    except ConfigurationError as error:
+        field = error.field
+    else:
+        field = None
+        assert all(path and all(path) for path, _ in rules)
+    assert field in (None, "required_claims")
+
+
 # --- scope_claims ---------------------------------------------------------------------------
 
 
