@@ -99,10 +99,20 @@ def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:
 
 
 def _freeze(value: Any) -> Any:
+    # Containers of plain values (role lists, Keycloak's realm_access) are copied in one step;
+    # only a container inside them costs a recursive call.
     if type(value) is list:
-        return tuple(_freeze(item) for item in value)
+        items = tuple(value)
+        for item in items:
+            if type(item) is list or type(item) is dict:
+                return tuple(map(_freeze, items))
+        return items
     if type(value) is dict:
-        return MappingProxyType({name: _freeze(item) for name, item in value.items()})
+        copy = dict(value)
+        for name, item in copy.items():
+            if type(item) is list or type(item) is dict:
+                copy[name] = _freeze(item)
+        return MappingProxyType(copy)
     return value
 
 
