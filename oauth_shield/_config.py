@@ -236,7 +236,7 @@ class Settings:
     audience: tuple[str, ...]
     algorithms: frozenset[str] = frozenset(DEFAULT_ALGORITHMS)
     leeway: float = DEFAULT_LEEWAY
-    jwks_uri: str | Mapping[str, str] | None = None
+    jwks_uri: str | Mapping[str, str] | None = field(default=None, hash=False)  # a mapping
     profile: Profile = "rfc9068"
     max_token_size: int = DEFAULT_MAX_TOKEN_SIZE
     jwks_ttl: float = DEFAULT_JWKS_TTL
@@ -272,7 +272,7 @@ class Settings:
     """Every configured issuer, in order (templates as written)."""
     issuer_rules: Issuers = field(init=False, default=Issuers(frozenset()), repr=False)
     """How a token's ``iss`` selects one of ``issuers``."""
-    jwks_uris: Mapping[str, str] = field(init=False, default_factory=dict, repr=False)
+    jwks_uris: Mapping[str, str] = field(init=False, default_factory=dict, repr=False, hash=False)
     """The key set URL of each issuer that has one configured (the others discover theirs)."""
     claim_rules: bool = field(init=False, default=False, repr=False)
     """Whether a rule beyond RFC 9068's applies to claims (clients, values, scope claims)."""

@@ -203,3 +203,17 @@ def test_a_jwks_uri_string_applies_to_every_issuer() -> None:
     assert dict(made.jwks_uris) == {V2: KEYS, V1: KEYS}
     mapped = build(issuer=["https://a.test", V2], jwks_uri={V2: KEYS}, any_tenant=True)
     assert dict(mapped.jwks_uris) == {V2: KEYS}  # https://a.test discovers its own
+
+
+def test_settings_stay_hashable_and_comparable() -> None:
+    options: dict[str, Any] = {
+        "issuer": ["https://a.test", V2],
+        "jwks_uri": {V2: KEYS},
+        "tenants": [CONTOSO],
+        "required_claims": {"ver": ["2.0", 2]},
+        "scope_claims": "scp /realm_access/roles",
+        "allowed_clients": "app-1",
+    }
+    first, second = build(**options), build(**options)
+    assert first == second and hash(first) == hash(second)
+    assert first != build(**{**options, "tenants": [FABRIKAM]})
