@@ -69,17 +69,33 @@ def tokens(results: dict[str, Any]) -> str:
         header = ("Contender", "µs/token", f"{TIMES} floor", "peer time ÷ oauth_shield's")
         parts.append(f"**{alg}**\n\n" + _table(header, rows))
         best = data["best_peer"]
+        overhead = data.get("settings_overhead", {})
         parts.append(
             f"Best peer: fresh {best['fresh']['peer']} ({_x(best['fresh']['speedup'])}), "
             f"repeated {best['repeated']['peer']} ({_x(best['repeated']['speedup'])}). "
             f"Ahead of every peer: {_num(data['ahead_of_every_peer'])}."
             + "".join(f" {peer}: skipped, {why}." for peer, why in data.get("skipped", {}).items())
+            + "".join(
+                f" {name.removeprefix('oauth_shield fresh, ')}: {_x(ratio)} the same tokens'"
+                f" row with default settings, {_x(data['over_todays_fresh'][name])} the fresh row."
+                for name, ratio in overhead.items()
+            )
         )
     summary = results.get("summary")
     if summary:
         parts.append(
             f"All algorithms: ahead of every peer: {_num(summary['ahead_of_every_peer'])}; "
             f"smallest lead over the best peer {_x(summary['min_speedup'])}."
+            + (
+                f" Nested scope_claims and five issuers cost at most "
+                f"{_x(summary['max_settings_overhead'])} the same tokens with default settings "
+                f"(bound 1.05{TIMES}: {_num(summary['settings_within_bound'])}), at most "
+                f"{_x(summary['max_over_todays_fresh'])} the fresh row; the RS256 repeated row is "
+                f"{_x(summary['rs256_repeated_x_floor'])} the floor (bound 0.15{TIMES}: "
+                f"{_num(summary['repeated_within_bound'])})."
+                if "max_settings_overhead" in summary
+                else ""
+            )
         )
     return "\n\n".join(parts)
 

@@ -5,6 +5,12 @@ Rows, for each algorithm (RS256, ES256, EdDSA), all with the key set already cac
   (no parsing, no claims: the cost no validator can go under);
 - oauth_shield fresh: a token never seen before;
 - oauth_shield repeated: the same token again (its verified-token cache);
+- oauth_shield fresh, with realm_access: tokens that also carry Keycloak's
+  ``realm_access: {"roles": [...]}``, default settings (what the nested object itself costs);
+- oauth_shield fresh, nested scope_claims: those tokens again, granted by
+  ``realm_access.roles`` (a path into the nested object) instead of ``scope``;
+- oauth_shield fresh, five issuers: today's tokens, with five issuers configured (the
+  token's ``iss`` selects its key set before the signature is checked);
 - PyJWT + PyJWKClient (loop): the peer called inline from async code, as a Flask view or an
   async app that accepts blocking the loop on a key fetch would;
 - PyJWT + PyJWKClient (thread): the same through ``asyncio.to_thread``, as an async app must
@@ -44,6 +50,15 @@ from .timing import Contender, measure, median_ratio, median_us
 
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 SHIELD = "oauth_shield"
+#: The rows for issue 13's settings, and the row of the tokens the nested one reads.
+WITH_ROLES = f"{SHIELD} fresh, with realm_access"
+NESTED = f"{SHIELD} fresh, nested scope_claims"
+FIVE_ISSUERS = f"{SHIELD} fresh, five issuers"
+#: Each setting's row against the row of the same tokens with default settings.
+SETTING_BASES = {NESTED: WITH_ROLES, FIVE_ISSUERS: f"{SHIELD} fresh"}
+#: What those rows may cost over the fresh row, and the repeated row over the RS256 floor.
+MAX_SETTINGS_OVERHEAD = 1.05
+MAX_REPEATED_X_FLOOR = 0.15
 #: Algorithms Authlib's RFC 9068 validator accepts (joserfc's recommended set, no EdDSA).
 AUTHLIB_ALGORITHMS = frozenset({"RS256", "ES256"})
 
@@ -100,12 +115,9 @@ def _batch(check: Check, tokens: list[str]) -> Callable[[], Awaitable[None]]:
 def _arrangements(alg: str, validator: TokenValidator, peers: Peers) -> dict[str, Check]:
     """Each contender's one-token check, by row name (oauth_shield first)."""
 
-    def shield(token: str) -> Awaitable[Any]:
-        return validator.validate(token, [SCOPE])
-
     pyjwt, joserfc = peers.pyjwt, peers.joserfc
     checks: dict[str, Check] = {
-        SHIELD: shield,
+        SHIELD: _shield_check(validator),
         "PyJWT + PyJWKClient (loop)": pyjwt.check,
         "PyJWT + PyJWKClient (thread)": lambda token: on_thread(pyjwt.check, token),
         "joserfc hand-wired": joserfc.validate,
@@ -122,27 +134,67 @@ async def _accept_all(checks: dict[str, Check], tokens: list[str], issuer: Local
             result = check(token)
             if isinstance(result, Awaitable):
                 result = await result
-            subject = result.subject if name == SHIELD else result["sub"]
+            subject = result.subject if name.startswith(SHIELD) else result["sub"]
             if subject != issuer.minted[token]["sub"]:
                 raise SystemExit(f"{name} returned the wrong subject for a valid token")
 
 
 def _rows(
-    alg: str, tokens: list[str], issuer: LocalIssuer, checks: dict[str, Check], clear: Any
+    alg: str,
+    tokens: dict[str, list[str]],
+    issuer: LocalIssuer,
+    checks: dict[str, Check],
+    variants: dict[str, TokenValidator],
 ) -> list[Contender]:
-    rows = [_floor(issuer, alg, tokens)]
-    repeated = [tokens[0]] * len(tokens)
+    today = tokens[SHIELD]
+    rows = [_floor(issuer, alg, today)]
+    repeated = [today[0]] * len(today)
     for name, check in checks.items():
-        prepare = clear if name == SHIELD else (lambda: None)
-        rows.append(Contender(f"{name} fresh", _batch(check, tokens), len(tokens), prepare))
-        rows.append(Contender(f"{name} repeated", _batch(check, repeated), len(tokens)))
+        prepare = variants[SHIELD]._verified.clear if name == SHIELD else (lambda: None)
+        rows.append(Contender(f"{name} fresh", _batch(check, today), len(today), prepare))
+        rows.append(Contender(f"{name} repeated", _batch(check, repeated), len(today)))
+    for name, variant in variants.items():
+        if name != SHIELD:
+            batch = _batch(_shield_check(variant), tokens[name])
+            rows.append(Contender(name, batch, len(today), variant._verified.clear))
     return rows
+
+
+def _shield_check(validator: TokenValidator) -> Check:
+    def check(token: str) -> Awaitable[Any]:
+        return validator.validate(token, [SCOPE])
+
+    return check
+
+
+def _variants(issuer: LocalIssuer) -> dict[str, TokenValidator]:
+    """oauth_shield as configured by default, and with each of issue 13's settings."""
+    base = {"issuer": issuer.issuer, "audience": issuer.audience, "algorithms": ALGORITHMS}
+    others = [f"https://issuer-{n}.example" for n in range(4)]
+    return {
+        SHIELD: TokenValidator(**base),
+        WITH_ROLES: TokenValidator(**base),
+        NESTED: TokenValidator(**base, scope_claims=[("realm_access", "roles")]),
+        FIVE_ISSUERS: TokenValidator(
+            **{**base, "issuer": [*others[:2], issuer.issuer, *others[2:]]}
+        ),
+    }
 
 
 def _report(rows: list[Contender], peers: list[str]) -> dict[str, Any]:
     by_name = {row.name: row for row in rows}
     floor = rows[0]
+    fresh = by_name[f"{SHIELD} fresh"]
     result: dict[str, Any] = {
+        # What each setting costs: its row over the same tokens' row with default settings.
+        "settings_overhead": {
+            name: round(median_ratio(by_name[name], by_name[base]), 3)
+            for name, base in SETTING_BASES.items()
+        },
+        # Its row over today's fresh row (the nested row's tokens carry one more object).
+        "over_todays_fresh": {
+            name: round(median_ratio(by_name[name], fresh), 3) for name in SETTING_BASES
+        },
         "rows": {
             row.name: {
                 "us": round(median_us(row), 2),
@@ -174,26 +226,37 @@ def suite(
     results: dict[str, Any] = {}
     loop = asyncio.new_event_loop()
     with issuer.serve():
-        validator = TokenValidator(
-            issuer=issuer.issuer, audience=issuer.audience, algorithms=ALGORITHMS
-        )
         peers = Peers(
             PyJWTPeer(f"{issuer.issuer}/jwks", issuer.issuer, issuer.audience, ALGORITHMS),
             JoserfcKeys(issuer.issuer, issuer.audience, ALGORITHMS),
             AuthlibPeer(issuer.issuer, issuer.audience),
         )
+        variants = _variants(issuer)
+        validator = variants[SHIELD]
         for alg in algorithms:
-            tokens = [issuer.token(alg=alg, scope="read write", sub=f"user-{i}") for i in range(n)]
+            today = [issuer.token(alg=alg, scope="read write", sub=f"user-{i}") for i in range(n)]
+            # Keycloak-like: the same grant in realm_access.roles too (scope stays, so that
+            # default settings accept them as well).
+            roles = {"roles": ["read", "write"]}
+            keycloak = [
+                issuer.token(alg=alg, scope="read write", sub=f"user-{i}", realm_access=roles)
+                for i in range(n)
+            ]
+            tokens = {SHIELD: today, WITH_ROLES: keycloak, NESTED: keycloak, FIVE_ISSUERS: today}
             checks = _arrangements(alg, validator, peers)
-            loop.run_until_complete(_accept_all(checks, tokens, issuer))  # also fills key caches
-            rows = _rows(alg, tokens, issuer, checks, validator._verified.clear)
+            loop.run_until_complete(_accept_all(checks, today, issuer))  # also fills key caches
+            for name, variant in variants.items():
+                only = {name: _shield_check(variant)}
+                loop.run_until_complete(_accept_all(only, tokens[name], issuer))
+            rows = _rows(alg, tokens, issuer, checks, variants)
             measure(rows, rounds=rounds, loop=loop)
             results[alg] = _report(rows, [name for name in checks if name != SHIELD])
             if alg not in AUTHLIB_ALGORITHMS:
                 results[alg]["skipped"] = {
                     "Authlib resource protector": "refuses the algorithm (joserfc's default set)"
                 }
-        loop.run_until_complete(validator.aclose())
+        for variant in variants.values():
+            loop.run_until_complete(variant.aclose())
         loop.run_until_complete(peers.joserfc.aclose())
     loop.close()
     results["summary"] = {
@@ -204,5 +267,17 @@ def suite(
         "median_shield_fresh_x_floor": statistics.median(
             results[alg]["rows"][f"{SHIELD} fresh"]["x_floor"] for alg in algorithms
         ),
+        "max_settings_overhead": max(
+            ratio for alg in algorithms for ratio in results[alg]["settings_overhead"].values()
+        ),
+        "max_over_todays_fresh": max(
+            ratio for alg in algorithms for ratio in results[alg]["over_todays_fresh"].values()
+        ),
     }
+    summary = results["summary"]
+    summary["settings_within_bound"] = summary["max_settings_overhead"] <= MAX_SETTINGS_OVERHEAD
+    if "RS256" in algorithms:
+        repeated = results["RS256"]["rows"][f"{SHIELD} repeated"]["x_floor"]
+        summary["rs256_repeated_x_floor"] = repeated
+        summary["repeated_within_bound"] = repeated < MAX_REPEATED_X_FLOOR
     return results

@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 import httpx
 
+from ._claimpaths import ClaimName
 from ._clock import Clock
 from ._config import AuthMethod, DPoPMode, Profile
 from ._replay import ReplayOutage
@@ -45,7 +46,7 @@ class _ValidatorTuning(ConnectionOptions, total=False):
 
     algorithms: Iterable[str]
     leeway: float
-    jwks_uri: str | None
+    jwks_uri: str | Mapping[str, str] | None
     profile: Profile
     max_token_size: int
     jwks_ttl: float
@@ -87,24 +88,33 @@ class _ValidatorTuning(ConnectionOptions, total=False):
     dpop_nonce_period: float
     dpop_replay_cache_size: int
     dpop_replay_outage: ReplayOutage
+    scope_claims: str | Iterable[ClaimName]
+    required_claims: Mapping[ClaimName, object] | str | None
+    allowed_clients: str | Iterable[str] | None
+    client_claim: str
+    require_scope_claim: bool
+    tenants: str | Iterable[str] | None
+    any_tenant: bool
+    preset: str | None
     transport: httpx.AsyncBaseTransport | None
     clock: Clock | None
 
 
 class ValidatorOptions(_ValidatorTuning):
     """The keyword arguments of :class:`TokenValidator`: ``issuer`` and ``audience`` required.
+    What the presets of :mod:`oauth_shield.providers` return.
 
     >>> def make(**options: Unpack[ValidatorOptions]) -> SyncTokenValidator:  # doctest: +SKIP
     ...     return SyncTokenValidator(**options)
     """
 
-    issuer: str
-    audience: str | Sequence[str]
+    issuer: str | Sequence[str]
+    audience: str | Sequence[str] | None
 
 
 class ValidatorOverrides(_ValidatorTuning, total=False):
     """The same keyword arguments, all optional: what ``from_env()`` and the adapters'
     ``Shield`` take, the rest coming from ``OAUTH_SHIELD_*`` keys."""
 
-    issuer: str
-    audience: str | Sequence[str]
+    issuer: str | Sequence[str]
+    audience: str | Sequence[str] | None

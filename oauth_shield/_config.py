@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
+from ._claimpaths import (
+    DEFAULT_SCOPE_CLAIMS,
+    ClaimPath,
+    RequiredClaims,
+    check_clients,
+    check_required_claims,
+    check_scope_claims,
+)
 from ._errors import ConfigurationError
+from ._issuers import EXAMPLE_TENANT, TENANT, Issuers, is_template, parse_issuers
 from ._secret import Secret
+
+# Re-exported: these lived here first, and callers import them from here.
+from ._text import MAX_SHOWN as MAX_SHOWN
+from ._text import json_setting
+from ._text import shown as shown
+from ._text import split_list as split_list
+from ._text import without_credentials as without_credentials
 
 #: RFC 9068 §2.1 asks for asymmetric signatures; these four cover the deployed base.
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -28,7 +44,7 @@ MAX_LEEWAY = 300.0
 DEFAULT_MAX_TOKEN_SIZE = 8192
 #: Key sets change rarely; five minutes bounds how long a removed key is still trusted.
 DEFAULT_JWKS_TTL = 300.0
-#: One refetch per 30 s for unknown kids, so random kids cannot turn us into an amplifier.
+#: At most two fetches per 30 s for unknown kids, so random kids cannot turn us into an amplifier.
 DEFAULT_JWKS_COOLDOWN = 30.0
 #: How long last known good keys outlive their TTL while the issuer cannot be reached.
 DEFAULT_JWKS_MAX_STALE = 86400.0
@@ -63,6 +79,14 @@ RULE_FIELDS = frozenset(
     {"active", "scope", "client_id", "sub", "exp", "nbf", "aud", "iss", "token_type", "cnf"}
 )
 
+#: Where RFC 9068 puts the client (§2.2); providers name theirs (azp, cid, appid) in presets.
+DEFAULT_CLIENT_CLAIM = "client_id"
+#: The presets of ``oauth_shield.providers``, each of which compensates for what the relaxed
+#: profile no longer requires with what its provider guarantees.
+PRESETS = frozenset(
+    {"auth0", "cognito", "entra", "github_actions", "keycloak", "kubernetes", "okta"}
+)
+
 Profile = Literal["rfc9068", "jwt"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 #: How DPoP-bound tokens are treated (RFC 9449): refused as today, accepted beside bearer
@@ -91,11 +115,6 @@ HTTPS_REQUIRED = (
 INSECURE_URL_PROBLEMS = frozenset(
     {HTTPS_REQUIRED, "must be an https URL", "must not carry credentials"}
 )
-#: A configured value is quoted in a message up to this length: enough to recognise it.
-MAX_SHOWN = 120
-
-_USERINFO = re.compile(r"//[^/?#@]*@")
-_LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 
 def url_problem(url: object, allow_http: bool = False) -> str | None:
@@ -125,23 +144,6 @@ def url_problem(url: object, allow_http: bool = False) -> str | None:
     if parts.scheme == "https" or allow_http or is_loopback(host):
         return None
     return HTTPS_REQUIRED
-
-
-def without_credentials(url: str) -> str:
-    """``url`` without its userinfo and query, either of which may hold a secret."""
-    url = _USERINFO.sub("//***@", url)
-    return url[: url.index("?")] + "?..." if "?" in url else url
-
-
-def shown(value: object) -> str:
-    """``value`` as a message may quote it: a string without credentials or query (they may be
-    secret), escaped and bounded; any other value by its type."""
-    if not isinstance(value, str):
-        return f"(a {type(value).__name__})"
-    text = without_credentials(value)
-    if len(text) > MAX_SHOWN:
-        text = text[:MAX_SHOWN] + "..."
-    return repr(text)
 
 
 def check_url(field: str, url: object, allow_http: bool = False) -> str:
@@ -179,17 +181,6 @@ def check_count(field: str, value: object, low: int = 1) -> int:
     return value
 
 
-def split_list(text: str) -> list[str]:
-    """A list setting given as one string: items separated by commas and/or whitespace.
-
-    The same rule for a keyword argument and an ``OAUTH_SHIELD_*`` key, so that
-    ``audience="a b"`` means what ``OAUTH_SHIELD_AUDIENCE="a b"`` means. Audiences, algorithm
-    names and field names never contain spaces; an audience with a comma (legal in a URI) can
-    be given as one item of a list.
-    """
-    return [item for item in _LIST_SEPARATORS.split(text) if item]
-
-
 def check_strings(field: str, value: object) -> tuple[str, ...]:
     """A non-empty string (split by :func:`split_list`), or a non-empty collection of strings,
     as a tuple."""
@@ -223,15 +214,33 @@ def check_algorithms(value: object) -> frozenset[str]:
     return frozenset(names)
 
 
+def _issuer_list(value: object) -> tuple[str, ...]:
+    """``issuer``: one issuer (a string, never split: an issuer is compared exactly), several
+    (a list), or a JSON array of them in one string (an ``OAUTH_SHIELD_ISSUER`` value)."""
+    if isinstance(value, str) and value.startswith("["):
+        value = json_setting(value, "issuer", list, "a JSON array of issuers")
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        return (cast(str, value),)  # one issuer, checked as a URL by the caller
+    issuers = tuple(dict.fromkeys(value))
+    if not issuers:
+        raise ConfigurationError("issuer must name at least one issuer", field="issuer")
+    return issuers
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """What a :class:`~oauth_shield.TokenValidator` was configured with, validated."""
+    """What a :class:`~oauth_shield.TokenValidator` was configured with, validated.
+
+    ``issuer`` may be given as one issuer or several; once checked it is the first of them
+    (the one messages name), and ``issuers`` holds them all. ``audience`` is ``()`` when the
+    validator checks clients instead (``audience=None``).
+    """
 
     issuer: str
     audience: tuple[str, ...]
     algorithms: frozenset[str] = frozenset(DEFAULT_ALGORITHMS)
     leeway: float = DEFAULT_LEEWAY
-    jwks_uri: str | None = None
+    jwks_uri: str | Mapping[str, str] | None = field(default=None, hash=False)  # a mapping
     profile: Profile = "rfc9068"
     max_token_size: int = DEFAULT_MAX_TOKEN_SIZE
     jwks_ttl: float = DEFAULT_JWKS_TTL
@@ -255,6 +264,23 @@ class Settings:
     introspection_grace: float = DEFAULT_INTROSPECTION_GRACE
     insecure_http: bool = False
     dpop: DPoPMode = "disabled"
+    scope_claims: tuple[ClaimPath, ...] = DEFAULT_SCOPE_CLAIMS
+    required_claims: RequiredClaims = ()
+    allowed_clients: frozenset[str] | None = None
+    client_claim: str = DEFAULT_CLIENT_CLAIM
+    require_scope_claim: bool = False
+    tenants: frozenset[str] | None = None
+    any_tenant: bool = False
+    preset: str | None = None
+    # Derived in __post_init__:
+    issuers: tuple[str, ...] = field(init=False, default=())
+    """Every configured issuer, in order (templates as written)."""
+    issuer_rules: Issuers = field(init=False, default=Issuers(frozenset()), repr=False)
+    """How a token's ``iss`` selects one of ``issuers``."""
+    jwks_uris: Mapping[str, str] = field(init=False, default_factory=dict, repr=False, hash=False)
+    """The key set URL of each issuer that has one configured (the others discover theirs)."""
+    claim_rules: bool = field(init=False, default=False, repr=False)
+    """Whether a rule beyond RFC 9068's applies to claims (clients, values, scope claims)."""
 
     @property
     def introspection(self) -> bool:
@@ -273,18 +299,10 @@ class Settings:
                 raise ConfigurationError(
                     f"{name} must be True or False, not {shown(getattr(self, name))}", field=name
                 )
-        check_url("issuer", self.issuer, self.insecure_http)
-        if "?" in self.issuer:
-            raise ConfigurationError(
-                f"issuer must not have a query (RFC 8414 §2); given {shown(self.issuer)}",
-                field="issuer",
-            )
+        self._check_issuers()
         set_ = object.__setattr__
-        set_(self, "audience", check_strings("audience", self.audience))
         set_(self, "algorithms", check_algorithms(self.algorithms))
         set_(self, "leeway", check_number("leeway", self.leeway, 0, MAX_LEEWAY))
-        if self.jwks_uri is not None:
-            check_url("jwks_uri", self.jwks_uri, self.insecure_http)
         if self.profile not in ("rfc9068", "jwt"):
             raise ConfigurationError(
                 f"profile must be 'rfc9068' or 'jwt', not {shown(self.profile)}", field="profile"
@@ -301,6 +319,7 @@ class Settings:
                 f"dpop must be 'disabled', 'allowed' or 'required', not {shown(self.dpop)}",
                 field="dpop",
             )
+        self._check_claim_rules()
         self._check_introspection()
 
     def warnings(self) -> list[str]:
@@ -308,7 +327,7 @@ class Settings:
         found = []
         if self.insecure_http:
             found.append("insecure_http is on: tokens and key sets may travel in clear text")
-        if self.profile != "rfc9068":
+        if self.profile != "rfc9068" and self.preset is None:
             found.append(
                 "the relaxed 'jwt' profile is on: typ at+jwt and RFC 9068 claims are not required"
             )
@@ -320,6 +339,102 @@ class Settings:
                 "revoked tokens are accepted that long after their last check"
             )
         return found
+
+    def _check_issuers(self) -> None:
+        """``issuer`` (one or several, templates), ``jwks_uri`` (one, or one per issuer),
+        ``tenants`` and ``any_tenant``."""
+        set_ = object.__setattr__
+        issuers = _issuer_list(self.issuer)
+        for issuer in issuers:
+            example = issuer.replace(TENANT, EXAMPLE_TENANT) if isinstance(issuer, str) else issuer
+            if (problem := url_problem(example, self.insecure_http)) is not None:
+                raise url_error("issuer", issuer, problem)
+            if "?" in issuer:
+                raise ConfigurationError(
+                    f"issuer must not have a query (RFC 8414 §2); given {shown(issuer)}",
+                    field="issuer",
+                )
+        if not isinstance(self.any_tenant, bool):
+            raise ConfigurationError("any_tenant must be True or False", field="any_tenant")
+        rules = parse_issuers(issuers, self.tenants, self.any_tenant)
+        set_(self, "issuers", issuers)
+        set_(self, "issuer", issuers[0])
+        set_(self, "issuer_rules", rules)
+        set_(self, "tenants", rules.templates[0].tenants if rules.templates else None)
+        set_(self, "jwks_uris", self._jwks_uris(issuers))
+
+    def _jwks_uris(self, issuers: tuple[str, ...]) -> Mapping[str, str]:
+        uris = self.jwks_uri
+        if isinstance(uris, str) and uris.lstrip().startswith("{"):  # OAUTH_SHIELD_JWKS_URI
+            uris = json_setting(uris, "jwks_uri", dict, "a JSON object of issuer: URL")
+        if uris is None:
+            found: dict[str, str] = {}
+        elif isinstance(uris, Mapping):
+            unknown = [name for name in uris if name not in issuers]
+            if unknown:
+                raise ConfigurationError(
+                    f"jwks_uri names {shown(unknown[0])}, which is not one of the issuers",
+                    field="jwks_uri",
+                )
+            found = {
+                name: check_url("jwks_uri", url, self.insecure_http) for name, url in uris.items()
+            }
+            object.__setattr__(self, "jwks_uri", MappingProxyType(dict(found)))
+        else:
+            url = check_url("jwks_uri", uris, self.insecure_http)
+            found = dict.fromkeys(issuers, url)
+        for issuer in issuers:
+            if is_template(issuer) and issuer not in found:
+                raise ConfigurationError(
+                    f"jwks_uri is not set for issuer {shown(issuer)}: a template's key set "
+                    "cannot be discovered; set jwks_uri (for Microsoft Entra ID: "
+                    "https://login.microsoftonline.com/common/discovery/v2.0/keys), or use "
+                    "oauth_shield.providers.entra(...)",
+                    field="jwks_uri",
+                )
+        return MappingProxyType(found)
+
+    def _check_claim_rules(self) -> None:
+        """``audience=None``, clients, scope claims and required claims."""
+        set_ = object.__setattr__
+        for name in ("require_scope_claim",):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be True or False", field=name)
+        set_(self, "allowed_clients", check_clients(self.allowed_clients))
+        if self.audience is None:
+            if self.allowed_clients is None:
+                raise ConfigurationError(
+                    "audience is None, and allowed_clients is not set: without an audience "
+                    "nothing says a token was meant for this API; set audience, or name the "
+                    "clients whose tokens it accepts in allowed_clients (AWS Cognito access "
+                    "tokens carry client_id instead of aud)",
+                    field="audience",
+                    mentions=("allowed_clients",),
+                )
+            set_(self, "audience", ())
+        else:
+            set_(self, "audience", check_strings("audience", self.audience))
+        if not isinstance(self.client_claim, str) or not self.client_claim:
+            raise ConfigurationError(
+                f"client_claim must be a claim name, not {shown(self.client_claim)}",
+                field="client_claim",
+            )
+        set_(self, "scope_claims", check_scope_claims(self.scope_claims))
+        set_(self, "required_claims", check_required_claims(self.required_claims))
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ConfigurationError(
+                f"preset must be one of {', '.join(sorted(PRESETS))}, not {shown(self.preset)}",
+                field="preset",
+            )
+        set_(
+            self,
+            "claim_rules",
+            self.scope_claims != DEFAULT_SCOPE_CLAIMS
+            or bool(self.required_claims)
+            or self.allowed_clients is not None
+            or self.client_claim != DEFAULT_CLIENT_CLAIM
+            or self.require_scope_claim,
+        )
 
     def _check_introspection(self) -> None:
         set_ = object.__setattr__
@@ -372,4 +487,11 @@ class Settings:
         share = "introspection_requester_share"
         set_(self, share, check_number(share, self.introspection_requester_share, 0.001, 1))
         fields = check_strings("introspection_fields", self.introspection_fields)
-        set_(self, "introspection_fields", frozenset(fields) | RULE_FIELDS)
+        set_(self, "introspection_fields", frozenset(fields) | RULE_FIELDS | self._rule_claims())
+
+    def _rule_claims(self) -> frozenset[str]:
+        """The claims this configuration's own rules read: kept in an introspection answer,
+        so that a cached or shared answer can be checked again."""
+        paths = [*self.scope_claims, *(path for path, _ in self.required_claims)]
+        names = {path[0] for path in paths} | {self.client_claim}
+        return frozenset(names | ({"tid"} if self.issuer_rules.templates else set()))

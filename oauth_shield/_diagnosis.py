@@ -134,6 +134,13 @@ def refusal_warning(
             "add it to audience (OAUTH_SHIELD_AUDIENCE), or have the client ask the "
             "authorization server for a token for this API"
         )
+    if reason is Reason.ISSUER_MISMATCH and len(settings.issuers) > 1:
+        return (
+            f"token {name} refused before its signature was checked: its iss "
+            f"{quoted(facts['iss'])} is none of the issuers {list(settings.issuers)} (compared "
+            "exactly; a template's with the token's tid, among tenants); if tokens from that "
+            "issuer are meant for this API, add it to issuer (OAUTH_SHIELD_ISSUER)"
+        )
     if reason is Reason.ISSUER_MISMATCH:
         return (
             f"token {name} refused: its iss {quoted(facts['iss'])} is not issuer "
@@ -200,7 +207,8 @@ def _introspected(reason: Reason, name: str, settings: Settings) -> str | None:
     if reason is Reason.ISSUER_MISMATCH:
         return (
             f"token {name} refused: the introspection answer's iss is not issuer "
-            f"{settings.issuer!r} (compared exactly, a trailing slash included)"
+            f"{' or '.join(map(repr, settings.issuers))} (compared exactly, a trailing slash "
+            "included)"
         )
     if reason is Reason.WRONG_TYPE:
         return (

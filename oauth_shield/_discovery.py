@@ -121,7 +121,7 @@ class Discovery:
             document, life = await self._from_issuer()
         else:
             document, life = await self._shared.once(
-                self._shared.key("metadata"),
+                self._shared.key("metadata", issuer=self.issuer),
                 self._from_issuer,
                 budget=self._http.timeout,
                 bound=lambda found: FAILURE_TTL if "failed" in found else METADATA_TTL,

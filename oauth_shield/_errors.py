@@ -56,6 +56,8 @@ class Reason(StrEnum):
     MISSING_CLAIM = "missing_claim"
     INVALID_CLAIM = "invalid_claim"
     KEY_BOUND = "key_bound"
+    CLIENT_NOT_ALLOWED = "client_not_allowed"
+    CLAIM_MISMATCH = "claim_mismatch"
     INSUFFICIENT_SCOPE = "insufficient_scope"
     # Introspection
     INACTIVE = "inactive"

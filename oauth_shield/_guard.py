@@ -160,7 +160,7 @@ class Guard:
             methods.append("query")
         validator_settings = self.validator.settings
         return resource.complete(
-            issuer=validator_settings.issuer,
+            issuer=validator_settings.issuer_rules.concrete(validator_settings.issuers),
             audience=validator_settings.audience,
             bearer_methods=methods,
             dpop_algs=None if self.dpop == "disabled" else self._dpop_algs,

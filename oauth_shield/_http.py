@@ -51,6 +51,7 @@ from ._config import INSECURE_URL_PROBLEMS, Settings, url_error, without_credent
 from ._config import url_problem as _config_url_problem
 from ._connection import Connection, default_connection
 from ._diagnosis import printable
+from ._issuers import EXAMPLE_TENANT, TENANT
 from ._json import parse_object
 
 logger = logging.getLogger("oauth_shield.http")
@@ -213,9 +214,14 @@ def url_problem(url: object, allow_http: bool = False) -> tuple[str, str] | None
 
 def check_urls(settings: Settings) -> None:
     """The configured URLs, checked at construction by the parser that will request them."""
-    for field in ("issuer", "jwks_uri", "introspection_endpoint"):
-        url = getattr(settings, field)
-        if url is not None and (found := url_problem(url, settings.insecure_http)) is not None:
+    configured: list[tuple[str, str | None]] = [("issuer", issuer) for issuer in settings.issuers]
+    configured += [("jwks_uri", url) for url in dict.fromkeys(settings.jwks_uris.values())]
+    configured.append(("introspection_endpoint", settings.introspection_endpoint))
+    for field, url in configured:
+        if url is None:
+            continue
+        found = url_problem(url.replace(TENANT, EXAMPLE_TENANT), settings.insecure_http)
+        if found is not None:
             raise url_error(field, url, found[1])
 
 

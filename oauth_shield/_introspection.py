@@ -1,10 +1,12 @@
 """Token introspection (RFC 7662), pure: the request to send and the rules for the answer.
 
 Only the JSON literal ``true`` in ``active`` counts. An active token must still be current
-(``exp``, ``nbf``), from our issuer and for our audience when the server says so, and not
-bound to a key (``cnf``) unless DPoP is on, when the binding is kept for the proof check
-(RFC 9449 §6.2): the same rules a JWT meets. Whatever the server sends beyond the
-field allowlist is dropped here, before anything can store or log it.
+(``exp``, ``nbf``), from one of our issuers and for our audience when the server says so, and
+not bound to a key (``cnf``) unless DPoP is on, when the binding is kept for the proof check
+(RFC 9449 §6.2): the same rules a JWT meets. The rules configured beyond RFC 9068
+(``allowed_clients``, ``required_claims``, ``scope_claims``) read the answer as they read a
+JWT's claims. Whatever the server sends beyond the field allowlist is dropped here, before
+anything can store or log it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from ._claims import MAX_TIMESTAMP, ScopeMemo, parse_scope
+from ._claimpaths import MISSING
+from ._claims import MAX_TIMESTAMP, ScopeMemo, parse_scope, provider_rules
 from ._config import AuthMethod, Settings
 from ._errors import InvalidTokenError, Reason
 from ._token import AccessToken, confirmation_jkt, freeze_claims
@@ -74,9 +77,9 @@ def check_answer(
         or token_type.lower() not in (_BEARER_TYPES if jkt is None else _DPOP_TYPES)
     ):
         raise InvalidTokenError(Reason.WRONG_TYPE)
-    if "iss" in answer and answer["iss"] != settings.issuer:
-        raise InvalidTokenError(Reason.ISSUER_MISMATCH)
-    if "aud" in answer and not _audience_matches(answer["aud"], settings.audience):
+    if "iss" in answer:
+        settings.issuer_rules.select(answer)
+    if "aud" in answer and settings.audience and not _audience_matches(answer["aud"], settings):
         raise InvalidTokenError(Reason.AUDIENCE_MISMATCH)
     exp = _timestamp(answer, "exp")
     if exp is not None and now >= exp + settings.leeway:
@@ -85,11 +88,18 @@ def check_answer(
     if nbf is not None and nbf > now + settings.leeway:
         raise InvalidTokenError(Reason.NOT_YET_VALID)
     subject, client_id = (_optional_string(answer, name) for name in ("sub", "client_id"))
+    if settings.claim_rules:
+        client, granted = provider_rules(
+            dict(answer), settings, answer.get("client_id", MISSING), scopes
+        )
+        client_id = None if client is MISSING else client
+    else:
+        granted = _scopes(answer, scopes)
     claims = filter_fields(answer, settings.introspection_fields)
     return AccessToken(
         subject,
         client_id,
-        _scopes(answer, scopes),
+        granted,
         None if exp is None else datetime.fromtimestamp(exp, UTC),
         freeze_claims(claims),
         fingerprint,
@@ -103,7 +113,8 @@ def _scopes(answer: Mapping[str, Any], memo: ScopeMemo | None) -> frozenset[str]
     return parse_scope(answer["scope"]) if memo is None else memo.parse(answer["scope"])
 
 
-def _audience_matches(aud: object, accepted: tuple[str, ...]) -> bool:
+def _audience_matches(aud: object, settings: Settings) -> bool:
+    accepted = settings.audience
     if type(aud) is str:
         return aud in accepted
     if type(aud) is list and all(type(item) is str for item in aud):

@@ -321,7 +321,7 @@ def verdict_scope(settings: Settings) -> str:
     asked and as whom, and the rules and field allowlist it was judged and cut with. Two APIs
     that differ in any of them never read each other's verdicts."""
     relevant = [
-        settings.issuer,
+        list(settings.issuers),
         sorted(settings.audience),
         settings.client_id,
         settings.introspection_endpoint,
@@ -329,9 +329,29 @@ def verdict_scope(settings: Settings) -> str:
         settings.leeway,
         sorted(settings.introspection_fields),
         settings.dpop != "disabled",  # a bound token: refused as key_bound, or kept with its cnf
+        # The rules beyond RFC 9068 (issue 13): API A requiring a claim must not refuse a
+        # token for API B, which does not.
+        [list(path) for path in settings.scope_claims],
+        [[list(path), _canonical(accepted)] for path, accepted in settings.required_claims],
+        sorted(settings.allowed_clients or ()),
+        settings.allowed_clients is None,
+        settings.client_claim,
+        settings.require_scope_claim,
+        sorted(settings.tenants or ()),
+        settings.any_tenant,
     ]
-    text = json.dumps(relevant, separators=(",", ":"))
+    text = json.dumps(relevant, separators=(",", ":"), default=_canonical)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _canonical(value: object) -> object:
+    """A JSON-able form of a configured value that is the same in every process (no set
+    order, which string hashing changes from one process to the next)."""
+    if isinstance(value, set | frozenset):
+        return sorted(json.dumps(_canonical(item)) for item in value)
+    if isinstance(value, tuple | list):
+        return [_canonical(item) for item in value]
+    return value if isinstance(value, str | int | float | bool | None) else repr(value)
 
 
 def _reason(value: object) -> Reason:

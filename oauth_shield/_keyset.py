@@ -23,10 +23,13 @@ Ages of the installed key set (monotonic clock):
 Fetch gates:
 
 - single-flight: one fetch at a time, every waiter shielded (see ``_singleflight``);
-- an unknown ``kid`` triggers a refetch only outside the cooldown, which starts when a fetch
-  succeeds, so a flood of random kids costs at most one fetch per cooldown;
+- an unknown ``kid`` triggers a refetch unless two fetches (of any kind, failed ones too)
+  started within the last ``jwks_cooldown`` seconds: a key the issuer published right after
+  our last fetch is fetched at once, however recent that fetch, while a flood of random kids
+  costs at most two fetches per cooldown window (Nimbus keeps "one invocation left in case
+  the keys are rotated" the same way);
 - after a failure, no new fetch of any kind before a backoff that doubles from 1 s up to the
-  cooldown (``retry_at``); refreshes for age are gated by that alone, not by the cooldown;
+  cooldown (``retry_at``); refreshes for age are gated by that alone, not by the window;
 - a fetch installs its result only if no newer one has been installed (sequence numbers);
 - a key set with no usable key is a failed fetch: the last known good keys stay.
 
@@ -68,6 +71,9 @@ REFRESH_AHEAD_SHARE = 0.2
 MAX_REFRESH_AHEAD = 60.0
 #: First wait after a failed fetch; it doubles up to the cooldown.
 FIRST_BACKOFF = 1.0
+#: Fetches per ``jwks_cooldown`` window after which an unknown kid waits: two, so that a
+#: rotation right after any fetch still costs one refetch, never a wait (Nimbus's rule).
+FETCHES_PER_WINDOW = 2
 
 
 def _digest(text: str) -> str:
@@ -93,7 +99,6 @@ class _State:
     refresh_at: float = -math.inf
     stale_until: float = -math.inf
     failed: bool = False
-    cooldown_until: float = -math.inf  # no refetch for an unknown kid before this
     retry_at: float = -math.inf  # no fetch at all before this, after a failure
     seq: int = 0
 
@@ -105,18 +110,25 @@ class RemoteKeySet:
         self,
         settings: Settings,
         http: HTTPClient,
-        discovery: Discovery,
+        discovery: Discovery | None,
         *,
+        jwks_uri: str | None = None,
+        issuer: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         shared: SharedCache | None = None,
         on_keys_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
+        # Where the keys come from: jwks_uri, else the metadata of the issuer.
+        source = jwks_uri or discovery
+        if source is None:
+            raise ValueError("a key set needs a jwks_uri or a discovery")
+        self._source: str | Discovery = source
+        self.issuer = issuer or settings.issuer  # the issuer messages name
         self._wall = wall
         self._shared = shared
         self._http = http
-        self._discovery = discovery
         self._monotonic = monotonic
         self._on_keys_removed = on_keys_removed
         self._state = _State()
@@ -125,6 +137,8 @@ class RemoteKeySet:
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_requested = False
+        # When the last FETCHES_PER_WINDOW fetches started (monotonic), oldest first.
+        self._started: tuple[float, ...] = ()
         self.last_failure: FetchError | None = None  # why the last fetch failed, if it did
         self.fetches = 0  # completed fetch attempts, for metrics and tests
 
@@ -202,7 +216,7 @@ class RemoteKeySet:
         if not isinstance(found, Need):
             return found
         state = self._state
-        gate = max(state.retry_at, state.cooldown_until) if found is Need.KID else state.retry_at
+        gate = max(state.retry_at, self._window_opens()) if found is Need.KID else state.retry_at
         if "jwks" in self._flight or self._monotonic() >= gate:
             await asyncio.shield(self._start_fetch())
         elif found is Need.KID:
@@ -218,6 +232,14 @@ class RemoteKeySet:
             raise InvalidTokenError(selected)
         return selected
 
+    def _window_opens(self) -> float:
+        """When an unknown kid may next cause a fetch: once the oldest of the last
+        ``FETCHES_PER_WINDOW`` fetches is ``jwks_cooldown`` old (at once if fewer happened)."""
+        started = self._started
+        if len(started) < FETCHES_PER_WINDOW:
+            return -math.inf
+        return started[0] + self._settings.jwks_cooldown
+
     def _start_fetch(self) -> asyncio.Task[None]:
         return self._flight.start("jwks", self._fetch)
 
@@ -225,6 +247,7 @@ class RemoteKeySet:
         self._seq += 1
         seq = self._seq
         started = self._monotonic()
+        self._started = (*self._started, started)[-FETCHES_PER_WINDOW:]
         try:
             document, life = await self._document()
             if (failure := FetchError.from_marker(document)) is not None:
@@ -263,9 +286,10 @@ class RemoteKeySet:
             return await self._from_issuer()
         have, settings = self._state.document_at, self._settings
         # Bound to the key set's URL when one is configured: another API may name another.
-        parts = () if settings.jwks_uri is None else (_digest(settings.jwks_uri),)
+        source = self._source
+        parts = (_digest(source),) if isinstance(source, str) else ()
         return await self._shared.once(
-            self._shared.key("jwks", *parts),
+            self._shared.key("jwks", *parts, issuer=self.issuer),
             self._from_issuer,
             budget=settings.http_timeout,
             bound=lambda document: FIRST_BACKOFF if "failed" in document else settings.jwks_ttl,
@@ -275,17 +299,18 @@ class RemoteKeySet:
     async def _from_issuer(self) -> tuple[dict[str, Any], float]:
         """The issuer's key set as a shareable document, and how long to share it. A failure
         is shared briefly too, so that processes waiting for this fetch back off with it."""
-        url = self._settings.jwks_uri
+        source = self._source
+        url: str | None = source if isinstance(source, str) else None
         try:
             async with asyncio.timeout(self._settings.http_timeout):  # one budget for it all
-                url = url or await self._discovery.endpoint("jwks_uri")
+                url = source if isinstance(source, str) else await source.endpoint("jwks_uri")
                 response = await self._http.get_json(url)
         except FetchError as error:
             return error.marker(), FIRST_BACKOFF
         except TimeoutError:
             failure = FetchError(
                 "timeout",
-                url=url or f"the metadata of {self._settings.issuer}",
+                url=url or f"the metadata of {self.issuer}",
                 unreachable=True,
                 detail=f"{self._settings.http_timeout:g} s",
             )
@@ -311,7 +336,6 @@ class RemoteKeySet:
             expires_at=expires_at,
             refresh_at=expires_at - min(ttl * REFRESH_AHEAD_SHARE, MAX_REFRESH_AHEAD),
             stale_until=expires_at + settings.jwks_max_stale,
-            cooldown_until=now + settings.jwks_cooldown,
             seq=seq,
         )
         self._backoff = FIRST_BACKOFF

@@ -240,5 +240,5 @@ _ADAPTER_BOOLEANS = frozenset({"allow_query_token", "allow_form_token", "check_a
 
 
 def default_realm(audience: Sequence[str]) -> str | None:
-    """The API's first audience when it can stand in a header as it is."""
-    return audience[0] if is_quotable(audience[0]) else None
+    """The API's first audience when it can stand in a header as it is (none without one)."""
+    return audience[0] if audience and is_quotable(audience[0]) else None

@@ -82,7 +82,7 @@ class ProtectedResource:
     def complete(
         self,
         *,
-        issuer: str,
+        issuer: str | Sequence[str],
         audience: Sequence[str],
         bearer_methods: Iterable[str] = ("header",),
         dpop_algs: Iterable[str] | None = None,
@@ -94,11 +94,17 @@ class ProtectedResource:
         if resource is None:
             if len(audience) != 1:
                 raise ConfigurationError(
-                    "resource must be given: the validator accepts several audiences"
+                    "resource must be given: the validator accepts several audiences, or none"
                 )
             resource = audience[0]
         resource = _resource_url(resource)
-        servers = tuple(self.authorization_servers or (issuer,))
+        issuers = (issuer,) if isinstance(issuer, str) else tuple(issuer)
+        servers = tuple(self.authorization_servers or issuers)
+        if not servers:
+            raise ConfigurationError(
+                "authorization_servers must be given: the validator accepts any tenant of an "
+                "issuer template, so no issuer is known in full"
+            )
         for server in servers:
             if url_problem(server) or not is_quotable(server):
                 raise ConfigurationError("authorization_servers must be issuer URLs")

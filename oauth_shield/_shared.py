@@ -36,6 +36,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -109,7 +110,7 @@ class SharedCache:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.cache = cache
-        self.namespace = "oauth_shield:" + hashlib.sha256(issuer.encode()).hexdigest()[:16]
+        self.namespace = _namespace(issuer)
         self._mac_key = None if secret is None else secret.reveal().encode()
         self._max_bytes = max_bytes
         self._url = url  # the client is ours: made from this URL, made again after a fork
@@ -129,8 +130,11 @@ class SharedCache:
     def available(self) -> bool:
         return self._monotonic() >= self._down_until
 
-    def key(self, kind: str, *parts: str) -> str:
-        return ":".join((self.namespace, kind, *parts))
+    def key(self, kind: str, *parts: str, issuer: str | None = None) -> str:
+        """The key of a ``kind`` of entry, under the namespace of ``issuer`` (default: the
+        validator's first): one tier serves every issuer of a validator, each apart."""
+        namespace = self.namespace if issuer is None else _namespace(issuer)
+        return ":".join((namespace, kind, *parts))
 
     # --- values ------------------------------------------------------------------------
 
@@ -401,6 +405,12 @@ def shared_cache(
         "wall": clock.time,
     }
     return SharedCache(cache, settings.issuer, url=redis_url, **options)
+
+
+@functools.lru_cache(maxsize=256)
+def _namespace(issuer: str) -> str:
+    """Where an issuer's entries live: a digest, so no issuer text ends up in a key."""
+    return "oauth_shield:" + hashlib.sha256(issuer.encode()).hexdigest()[:16]
 
 
 def redis_cache(url: str) -> Any:

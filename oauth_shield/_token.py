@@ -41,9 +41,11 @@ class AccessToken:
     subject: str | None
     """``sub``: the resource owner, or the client itself for client-credentials tokens."""
     client_id: str | None
-    """``client_id``: the OAuth client the token was issued to."""
+    """``client_id`` (or the configured ``client_claim``: ``azp``, ``cid``...): the OAuth
+    client the token was issued to."""
     scopes: frozenset[str]
-    """The granted scopes, from the space-separated ``scope`` claim."""
+    """The granted scopes: the space-separated ``scope`` claim, or the union of the configured
+    ``scope_claims`` (``scp``, ``roles``, ``permissions``...)."""
     expires_at: datetime | None
     """``exp`` as an aware UTC datetime (``None`` only for introspected tokens without ``exp``)."""
     claims: Mapping[str, Any] = field(repr=False)
@@ -130,10 +132,20 @@ def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:
 
 
 def _freeze(value: Any) -> Any:
+    # Containers of plain values (role lists, Keycloak's realm_access) are copied in one step;
+    # only a container inside them costs a recursive call.
     if type(value) is list:
-        return tuple(_freeze(item) for item in value)
+        items = tuple(value)
+        for item in items:
+            if type(item) is list or type(item) is dict:
+                return tuple(map(_freeze, items))
+        return items
     if type(value) is dict:
-        return MappingProxyType({name: _freeze(item) for name, item in value.items()})
+        copy = dict(value)
+        for name, item in copy.items():
+            if type(item) is list or type(item) is dict:
+                copy[name] = _freeze(item)
+        return MappingProxyType(copy)
     return value
 
 

@@ -28,12 +28,12 @@ from . import _fork
 from ._arguments import ValidatorOverrides
 from ._bearer import is_b64token
 from ._cache import BoundedCache
+from ._claimpaths import ClaimName
 from ._claims import ScopeMemo, check_claims, grant, required_scopes
 from ._clock import Clock, SystemClock
-from ._config import AuthMethod, DPoPMode, Profile, Settings
+from ._config import AuthMethod, DPoPMode, Profile, Settings, shown
 from ._connection import connection
 from ._diagnosis import CONFIGURATION_REASONS, refusal_warning
-from ._discovery import Discovery
 from ._dpop import DEFAULT_ALGORITHMS as DEFAULT_DPOP_ALGORITHMS
 from ._dpop import (
     DEFAULT_IAT_WINDOW,
@@ -64,6 +64,7 @@ from ._jose import (
     parse_compact,
 )
 from ._keyset import Need, RemoteKeySet
+from ._keysources import KeySources
 from ._nonce import DEFAULT_NONCE_PERIOD, NonceIssuer
 from ._options import configured
 from ._replay import (
@@ -96,10 +97,13 @@ FOREIGN_LOOP = (
 
 
 class _NeedKeys(NamedTuple):
-    """A JWT whose key must first come from the network."""
+    """A JWT whose key must first come from the network: from ``keys``, the key set of the
+    issuer its ``iss`` selected (``issuer``: ``None`` when only one is configured)."""
 
     jws: CompactJWS
     digest: bytes
+    keys: RemoteKeySet
+    issuer: str | None
     waits_for: Reason = Reason.KEYS_UNAVAILABLE
 
 
@@ -120,11 +124,14 @@ def _drop(dropped: object) -> None:
 
 
 class TokenValidator:
-    """Validate OAuth 2.0 bearer tokens for one issuer and one API (the resource server).
+    """Validate OAuth 2.0 bearer tokens for one API (the resource server).
 
     JWT access tokens are verified locally against the issuer's published key set (RFC 9068,
     RFC 8725); the key set is discovered from the issuer's metadata unless ``jwks_uri`` is
-    given. Use one validator per issuer for the life of the process: it holds the caches.
+    given. One validator may trust several issuers: each token's ``iss`` picks its issuer, and
+    so the one key set that may verify it. Use one validator for the life of the process: it
+    holds the caches. ``oauth_shield.providers`` has the arguments for common identity
+    providers (Keycloak, Auth0, Entra ID, Okta, Cognito, GitHub Actions, Kubernetes).
 
     >>> async def handler(authorization_token: str) -> str:          # doctest: +SKIP
     ...     async with TokenValidator(issuer="https://as.example.com",
@@ -132,11 +139,21 @@ class TokenValidator:
     ...         token = await validator.validate(authorization_token, scopes=["read"])
     ...         return token.subject
 
-    :param issuer: the issuer identifier, compared by exact string match.
+    :param issuer: the issuer identifier, compared by exact string match; or several. An
+        issuer with ``{tenantid}`` in it is a template (Entra multi-tenant), matched with the
+        token's ``tid`` and restricted by ``tenants`` (or ``any_tenant=True``).
     :param audience: this API's identifier(s); a token's ``aud`` must contain one of them.
+        ``None`` only with ``allowed_clients``, for issuers whose tokens carry no audience.
     :param algorithms: the allowlist; HMAC and ``none`` can never be enabled.
     :param leeway: seconds of clock skew tolerated for ``exp``, ``nbf`` and ``iat``.
-    :param jwks_uri: the key set URL, if it should not come from the issuer's metadata.
+    :param jwks_uri: the key set URL, if it should not come from the issuer's metadata (or a
+        mapping of issuer to URL).
+    :param scope_claims: the claims whose values grant what routes require: names (``"scp"``),
+        JSON Pointers (``"/realm_access/roles"``) or tuples (``("realm_access", "roles")``);
+        each value a space-separated string or an array of strings. Default ``("scope",)``.
+    :param required_claims: ``{claim: value}``: the token must carry each claim with that
+        value (a list, tuple or set of values: one of them).
+    :param allowed_clients: the clients (``client_claim``) whose tokens are accepted.
     :param profile: ``"rfc9068"`` (default, strict) or ``"jwt"`` for servers that issue plain
         JWTs as access tokens (``typ`` need not be ``at+jwt``; ``iat``, ``sub``, ``client_id``
         and ``jti`` become optional).
@@ -185,11 +202,11 @@ class TokenValidator:
     def __init__(
         self,
         *,
-        issuer: str,
-        audience: str | Sequence[str],
+        issuer: str | Sequence[str],
+        audience: str | Sequence[str] | None,
         algorithms: Iterable[str] = defaults.DEFAULT_ALGORITHMS,
         leeway: float = defaults.DEFAULT_LEEWAY,
-        jwks_uri: str | None = None,
+        jwks_uri: str | Mapping[str, str] | None = None,
         profile: Profile = "rfc9068",
         max_token_size: int = defaults.DEFAULT_MAX_TOKEN_SIZE,
         jwks_ttl: float = defaults.DEFAULT_JWKS_TTL,
@@ -218,6 +235,14 @@ class TokenValidator:
         cache_secret: str | Secret | None = None,
         cache_secret_file: str | os.PathLike[str] | None = None,
         insecure_shared_cache: bool = False,
+        scope_claims: str | Iterable[ClaimName] = ("scope",),
+        required_claims: Mapping[ClaimName, object] | str | None = None,
+        allowed_clients: str | Iterable[str] | None = None,
+        client_claim: str = defaults.DEFAULT_CLIENT_CLAIM,
+        require_scope_claim: bool = False,
+        tenants: str | Iterable[str] | None = None,
+        any_tenant: bool = False,
+        preset: str | None = None,
         dpop: DPoPMode = "disabled",
         dpop_algorithms: Iterable[str] = DEFAULT_DPOP_ALGORITHMS,
         dpop_iat_window: float = DEFAULT_IAT_WINDOW,
@@ -242,7 +267,7 @@ class TokenValidator:
         clock: Clock | None = None,
     ) -> None:
         self.settings = Settings(
-            issuer=issuer,
+            issuer=issuer,  # type: ignore[arg-type]  # one or several: normalised by Settings
             audience=audience,  # type: ignore[arg-type]  # normalised by Settings
             algorithms=algorithms,  # type: ignore[arg-type]
             leeway=leeway,
@@ -269,11 +294,26 @@ class TokenValidator:
             introspection_fields=introspection_fields,  # type: ignore[arg-type]
             introspection_grace=introspection_grace,
             insecure_http=insecure_http,
+            scope_claims=scope_claims,  # type: ignore[arg-type]
+            required_claims=required_claims,  # type: ignore[arg-type]
+            allowed_clients=allowed_clients,  # type: ignore[arg-type]
+            client_claim=client_claim,
+            require_scope_claim=require_scope_claim,
+            tenants=tenants,  # type: ignore[arg-type]
+            any_tenant=any_tenant,
+            preset=preset,
             dpop=dpop,
         )
         check_urls(self.settings)  # as httpx will parse them, now rather than per request
         for warning in self.settings.warnings():
-            config_logger.warning("%s (issuer %s)", warning, issuer)
+            config_logger.warning("%s (issuer %s)", warning, self._named_issuers)
+        if self.settings.preset is not None and self.settings.profile != "rfc9068":
+            config_logger.info(
+                "the relaxed 'jwt' profile is on, set by preset %s, which checks what that "
+                "provider guarantees instead (issuer %s)",
+                self.settings.preset,
+                self._named_issuers,
+            )
         # The first refusal of each reason that usually means a wrong setting is explained
         # at WARNING (_log_rejection); the set lookup is all it costs any other refusal.
         self._undiagnosed = set(CONFIGURATION_REASONS)
@@ -308,35 +348,26 @@ class TokenValidator:
                 "the shared cache is not authenticated (insecure_shared_cache): whoever can "
                 "write to it can make any token valid, as any user; set cache_secret "
                 "(issuer %s)",
-                issuer,
+                self._named_issuers,
             )
-        self._discovery = Discovery(
-            issuer, self._http, self._clock.monotonic, wall=self._clock.time, shared=self._shared
-        )
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
         self._known_headers: dict[str, Header] = {}
         self._scope_memo = ScopeMemo()  # this validator's, bounded: never module state
-        self._keys = RemoteKeySet(
+        self._sources = KeySources(
             self.settings,
             self._http,
-            self._discovery,
-            monotonic=self._clock.monotonic,
-            wall=self._clock.time,
-            shared=self._shared,
-            on_keys_removed=self._verified.clear,
+            self._clock,
+            self._shared,
+            self._verified.clear,
         )
-        self._introspector = (
-            Introspector(
-                self.settings,
-                self._http,
-                self._discovery,
-                self._clock,
-                self._shared,
-                scopes=self._scope_memo,
-            )
-            if self.settings.introspection
-            else None
-        )
+        # One plain issuer: no selection, the one key set (today's direct path). Otherwise
+        # each token's iss selects the key set that may verify it.
+        settings = self.settings
+        self._keys = self._sources.by_issuer[settings.issuer]
+        single = len(settings.issuers) == 1 and not settings.issuer_rules.templates
+        self._by_issuer = None if single else self._sources.by_issuer
+        self._discovery = self._sources.discovery
+        self._introspector = self._make_introspector()
         self._dpop_setup(
             DPoPSettings(
                 algorithms=dpop_algorithms,  # type: ignore[arg-type]  # normalised there
@@ -368,6 +399,25 @@ class TokenValidator:
         self._guard: AsyncGenerator[None, None] | None = None  # see _closes_with()
         self._closed = False
         _fork.register(self)
+
+    def _make_introspector(self) -> Introspector | None:
+        settings = self.settings
+        if not settings.introspection:
+            return None
+        if self._discovery is None and settings.introspection_endpoint is None:
+            raise ConfigurationError(
+                "introspection_endpoint is not set, and no issuer has metadata to name it "
+                f"(issuer {shown(settings.issuer)} is a template): set introspection_endpoint",
+                field="introspection_endpoint",
+            )
+        return Introspector(
+            settings,
+            self._http,
+            self._discovery,  # type: ignore[arg-type]  # None only with an endpoint
+            self._clock,
+            self._shared,
+            scopes=self._scope_memo,
+        )
 
     def _dpop_setup(
         self,
@@ -410,6 +460,12 @@ class TokenValidator:
         nonces = self._nonces
         return None if nonces is None else nonces.current(self._clock.time())
 
+    @property
+    def _named_issuers(self) -> str:
+        """The issuer, or the issuers, as a log line names them."""
+        issuers = self.settings.issuers
+        return issuers[0] if len(issuers) == 1 else ", ".join(issuers)
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[ValidatorOverrides]
@@ -426,9 +482,9 @@ class TokenValidator:
         return configured(cls, source, dict(overrides), TokenValidator)
 
     def __repr__(self) -> str:
-        return (
-            f"TokenValidator(issuer={self.settings.issuer!r}, audience={self.settings.audience!r})"
-        )
+        issuers = self.settings.issuers
+        issuer = issuers[0] if len(issuers) == 1 else list(issuers)
+        return f"TokenValidator(issuer={issuer!r}, audience={self.settings.audience!r})"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -449,7 +505,7 @@ class TokenValidator:
         """
         self._closed = False
         await self._enter_loop()
-        self._keys.start()
+        self._sources.start()
 
     async def check(self) -> None:
         """Fetch the issuer's metadata and key set now; raise if tokens cannot be checked.
@@ -463,15 +519,21 @@ class TokenValidator:
         keys are installed, as :meth:`start` would have done.
         """
         await self.start()
-        failure = await self._keys.refresh()
-        if failure is not None:
-            raise readiness_error(failure, f"the key set of {self.settings.issuer}")
-        if self._introspector is not None and self.settings.introspection_endpoint is None:
+        failed = await self._sources.refresh()
+        if failed is not None:
+            keys, failure = failed
+            raise readiness_error(failure, f"the key set of {keys.issuer}")
+        discovery = self._discovery  # never None with introspection and no endpoint
+        if (
+            self._introspector is not None
+            and self.settings.introspection_endpoint is None
+            and discovery is not None
+        ):
             try:
-                await self._discovery.endpoint("introspection_endpoint")
+                await discovery.endpoint("introspection_endpoint")
             except FetchError as error:
                 raise readiness_error(
-                    error, f"the introspection endpoint of {self.settings.issuer}"
+                    error, f"the introspection endpoint of {discovery.issuer}"
                 ) from None
 
     async def metadata(self) -> Mapping[str, Any]:
@@ -482,10 +544,17 @@ class TokenValidator:
         scheme. Raises :class:`ConfigurationError` or :class:`IssuerUnavailableError` as
         :meth:`check` does.
         """
+        discovery = self._discovery
+        if discovery is None:
+            raise ConfigurationError(
+                f"issuer {shown(self.settings.issuer)} is a template: it has no metadata "
+                "document to read",
+                field="issuer",
+            )
         try:
-            return MappingProxyType(await self._discovery.metadata())
+            return MappingProxyType(await discovery.metadata())
         except FetchError as error:
-            raise readiness_error(error, f"the metadata of {self.settings.issuer}") from None
+            raise readiness_error(error, f"the metadata of {discovery.issuer}") from None
 
     async def __aexit__(
         self,
@@ -511,10 +580,9 @@ class TokenValidator:
 
     async def _release(self) -> None:
         """Close what belongs to the bound loop, on it; keep the caches and the binding."""
-        await self._keys.aclose()
         if self._introspector is not None:
             await self._introspector.aclose()
-        await self._discovery.aclose()
+        await self._sources.aclose()
         await self._http.aclose()
         if self._shared is not None:
             await self._shared.aclose()
@@ -562,8 +630,7 @@ class TokenValidator:
         keep(self._guard)
         self._loop, self._guard = None, None
         keep(self._http.forget())
-        self._keys.forget_loop(keep)
-        self._discovery.forget_loop(keep)
+        self._sources.forget_loop(keep)
         if self._introspector is not None:
             self._introspector.forget_loop(keep)
         if self._shared is not None:
@@ -710,10 +777,26 @@ class TokenValidator:
             if introspector is None:
                 raise InvalidTokenError(Reason.UNSUPPORTED_TOKEN)
             return _NeedIntrospection(token, digest, introspector)
-        found = self._keys.lookup(jws.header.kid, jws.header.alg)
+        by_issuer = self._by_issuer
+        if by_issuer is None:  # one plain issuer: its key set, iss checked with the claims
+            keys, issuer = self._keys, None
+        else:  # selected on the unverified iss, before any key lookup or fetch
+            issuer = self.settings.issuer_rules.select(jws.claims)
+            keys = by_issuer[issuer]
+            issuer = jws.claims["iss"]  # a template's, with the tenant's id in it
+        found = keys.lookup(jws.header.kid, jws.header.alg)
         if isinstance(found, Need):
-            return _NeedKeys(jws, digest)
-        return self._finish(jws, found, digest, now)
+            if (
+                found is Need.KID
+                and issuer is None
+                and jws.claims.get("iss") != self.settings.issuer
+            ):
+                # Not ours, whatever its key: an unknown iss never costs a refetch.
+                raise InvalidTokenError(
+                    Reason.ISSUER_MISMATCH if "iss" in jws.claims else Reason.MISSING_CLAIM
+                )
+            return _NeedKeys(jws, digest, keys, issuer)
+        return self._finish(jws, found, digest, now, issuer)
 
     def _route(self, token: str) -> CompactJWS | None:
         """The JWS to judge here, or ``None`` for a token the server must judge.
@@ -756,17 +839,31 @@ class TokenValidator:
             introspector = pending.introspector
             return await introspector.introspect(pending.token, pending.digest, requester)
         header = pending.jws.header
-        verify = await self._keys.resolve(header.kid, header.alg)
-        return self._finish(pending.jws, verify, pending.digest, self._clock.time())
+        verify = await pending.keys.resolve(header.kid, header.alg)
+        now = self._clock.time()
+        return self._finish(pending.jws, verify, pending.digest, now, pending.issuer)
 
-    def _finish(self, jws: CompactJWS, verify: Verifier, digest: bytes, now: float) -> AccessToken:
+    def _finish(
+        self,
+        jws: CompactJWS,
+        verify: Verifier,
+        digest: bytes,
+        now: float,
+        issuer: str | None = None,
+    ) -> AccessToken:
         if not verify(jws.signing_input, jws.signature):
             raise InvalidTokenError(Reason.BAD_SIGNATURE)
         if jws.header_b64 not in self._known_headers:
             self._remember_header(jws)
         settings = self.settings
         token = check_claims(
-            jws.header.params, jws.claims, settings, now, fingerprint(digest), self._scope_memo
+            jws.header.params,
+            jws.claims,
+            settings,
+            now,
+            fingerprint(digest),
+            self._scope_memo,
+            issuer,
         )
         # Remembered until it expires, but re-verified at least once per key-set TTL: a token
         # whose key has since left the key set must not live on in this cache.

@@ -97,7 +97,8 @@ from quart import Quart
 
 from flask_oauth_shield import Shield as FlaskShield
 from flask_oauth_shield import current_token
-from oauth_shield import SyncTokenValidator, TokenValidator
+from oauth_shield import SyncTokenValidator, TokenValidator, providers
+from oauth_shield.asgi import BearerAuthMiddleware
 from quart_oauth_shield import Shield as QuartShield
 
 ISSUER, AUDIENCE = "https://as.example", "https://api.example"
@@ -116,6 +117,20 @@ shield = FlaskShield(app, audience=AUDIENCE, leeway=5, jwks_ttl=60.0)
 validator = SyncTokenValidator.from_env(issuer=ISSUER, http_timeout=2.0)
 options: dict[str, Any] = {"issuer": ISSUER, "audience": AUDIENCE}
 SyncTokenValidator(**options)  # built at run time, as from a config file: not checked
+# A preset is a typed dict of the same options: every way in takes it, checked.
+okta = providers.okta("https://example.okta.com", audience="api://default")
+TokenValidator(**okta)
+SyncTokenValidator(**providers.entra("organizations", audience="api", any_tenant=True))
+QuartShield(Quart(__name__), **providers.auth0("example.auth0.com", audience=AUDIENCE))
+FlaskShield(Flask(__name__), **providers.cognito("eu-west-1", "eu-west-1_X", client_ids=["c"]))
+
+
+async def asgi(scope: Any, receive: Any, send: Any) -> None: ...
+
+
+BearerAuthMiddleware(asgi, validator=TokenValidator(**(okta | {"leeway": 5.0})))
+providers.okta("https://o.okta.com", audiance="x")  # E: Unexpected keyword argument "audiance"
+TokenValidator(**(okta | {"leeway": "5"}))  # E: incompatible type "**dict[str, object]"
 
 
 @app.get("/items")

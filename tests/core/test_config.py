@@ -73,7 +73,11 @@ ISSUERS_REFUSED = {
     "empty": "",
     "none": None,
     "bytes": b"https://issuer.test",
-    "list": [ISSUER],
+    "empty-list": [],
+    "list-with-a-bad-one": [ISSUER, "http://issuer.test"],
+    "list-of-bytes": [b"https://issuer.test"],
+    "json-array-not-closed": '["https://issuer.test"',
+    "json-array-of-numbers": "[1]",
 }
 
 

@@ -26,10 +26,13 @@ CORE += [
         "_paths",
         "_diagnosis",
         "_resource",
+        "_claimpaths",
+        "_issuers",
+        "_text",
     )
     if name in MODULES
 ]
-SHELL = {"_http", "_keyset", "_discovery", "_singleflight", "_validator", "_sync"}
+SHELL = {"_http", "_keyset", "_keysources", "_discovery", "_singleflight", "_validator", "_sync"}
 FRAMEWORKS = {"quart", "flask", "starlette", "fastapi", "werkzeug", "uvicorn"}
 NEVER_IMPORTED = {"quart", "flask", "werkzeug", "starlette", "fastapi"}
 

@@ -97,7 +97,8 @@ def _start_provider() -> OIDCProvider:
 @pytest.fixture(scope="session")
 def _spare_providers(request: pytest.FixtureRequest) -> Iterator[_Spares]:
     needed = sum(
-        "fresh_provider" in getattr(item, "fixturenames", ()) for item in request.session.items
+        ("fresh_provider" in names) + 2 * ("fresh_pair" in names)
+        for names in (getattr(item, "fixturenames", ()) for item in request.session.items)
     )
     spares = _Spares(needed)
     try:
@@ -114,6 +115,20 @@ def fresh_provider(_spare_providers: _Spares) -> Iterator[OIDCProvider]:
         yield op
     finally:
         op.stop()
+
+
+@pytest.fixture
+def fresh_pair(_spare_providers: _Spares) -> Iterator[tuple[OIDCProvider, OIDCProvider]]:
+    """Two providers of the test's own: two issuers, each with its own keys."""
+    first = _spare_providers.take()
+    try:
+        second = _spare_providers.take()
+        try:
+            yield first, second
+        finally:
+            second.stop()
+    finally:
+        first.stop()
 
 
 class ShiftedClock:

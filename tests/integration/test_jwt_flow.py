@@ -338,24 +338,28 @@ async def test_rotation_new_kid_is_fetched_once(fresh_provider: OIDCProvider) ->
         assert op.stats()["jwks"] == 1
 
 
-async def test_rotation_waits_for_the_cooldown(
+async def test_a_key_published_one_second_after_our_fetch_is_accepted_at_once(
     fresh_provider: OIDCProvider, shifted_clock: ShiftedClock
 ) -> None:
-    """With the default cooldown (30 s) a kid published right after a fetch is refused
-    without a request until the cooldown ends: the price of the flood defence."""
+    """Under a warm cache, with the default cooldown (30 s), the provider rotates a second
+    after our fetch: its first token is accepted within that one request (one refetch). A
+    second rotation at once finds two fetches in the window and waits for it to pass."""
     op = fresh_provider
+    shifted_clock.freeze()
     async with validator_for(op, clock=shifted_clock) as validator:
         await validator.validate(op.token())
+        shifted_clock.advance(1)
         op.rotate_keys()
         op.reset_stats()
-        new = op.token()
-        await refused(validator, new, Reason.UNKNOWN_KID)
-        shifted_clock.advance(25)
-        await refused(validator, new, Reason.UNKNOWN_KID)
-        assert op.stats()["jwks"] == 0
-        shifted_clock.advance(6)
-        assert (await validator.validate(new)).subject == "client-rs256"
+        assert (await validator.validate(op.token())).subject == "client-rs256"
         assert op.stats()["jwks"] == 1
+        op.rotate_keys()
+        newer = op.token()
+        await refused(validator, newer, Reason.UNKNOWN_KID)
+        assert op.stats()["jwks"] == 1
+        shifted_clock.advance(29)  # the first fetch is 30 s old: one fetch is allowed again
+        assert (await validator.validate(newer)).subject == "client-rs256"
+        assert op.stats()["jwks"] == 2
 
 
 async def test_dropped_key_clears_the_verified_cache_on_unknown_kid(
@@ -421,7 +425,10 @@ async def test_refresh_ahead_drops_removed_keys_in_the_background(
         assert (await validator.validate(old)).subject == "client-rs256"
         error = await _refused_soon(validator, old)
         assert error.reason is Reason.UNKNOWN_KID
-        assert op.stats()["jwks"] == 1
+        # The refresh, then one refetch for the old kid, which the window still allowed
+        # (the first fetch was 50 s ago); no more.
+        await refused(validator, old, Reason.UNKNOWN_KID)
+        assert op.stats()["jwks"] == 2
 
 
 async def _refused_soon(validator: TokenValidator, token: str, within: float = 5.0) -> AuthError:
@@ -476,7 +483,8 @@ async def test_validator_recovers_after_a_restart(
     fresh_provider: OIDCProvider, shifted_clock: ShiftedClock
 ) -> None:
     """``restart()`` keeps the issuer but brings new keys and forgets every token: the
-    validator picks the new keys up after its cooldown, and old tokens die with their keys."""
+    validator picks the new keys up once its window has room, and old tokens die with their
+    keys."""
     op = fresh_provider
     async with validator_for(op, clock=shifted_clock, http_timeout=0.5) as validator:
         old = op.token()
@@ -486,12 +494,15 @@ async def test_validator_recovers_after_a_restart(
         op.restart()
         new = op.token()
         assert header_of(new)["kid"] != header_of(old)["kid"]
-        await refused(validator, new, Reason.UNKNOWN_KID)  # within the cooldown
+        # The first fetch and the failed refetch fill the window (two per jwks_cooldown).
+        await refused(validator, new, Reason.UNKNOWN_KID)
         shifted_clock.advance(31)
         assert (await validator.validate(new)).subject == "client-rs256"
-        await refused(validator, old, Reason.UNKNOWN_KID)
         stats = op.stats()
         assert (stats["discovery"], stats["jwks"]) == (0, 1)
+        await refused(validator, old, Reason.UNKNOWN_KID)  # the window's second fetch
+        await refused(validator, old, Reason.UNKNOWN_KID)  # and then none
+        assert op.stats()["jwks"] == 2
 
 
 # --- fault injection (the shared provider; the autouse fixture clears faults) ------------

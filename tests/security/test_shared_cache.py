@@ -26,6 +26,7 @@ from aiocache import Cache
 from aiocache.serializers import PickleSerializer
 
 from oauth_shield import ConfigurationError, Reason, TokenValidator
+from oauth_shield._config import DEFAULT_INTROSPECTION_FIELDS
 from oauth_shield._token import token_digest
 from oauth_shield.testing import LocalIssuer, SigningKey
 from tests.conftest import SHARED_CACHE_SECRET, FrozenClock, ValidatorFactory, refused
@@ -263,6 +264,20 @@ async def test_two_apis_sharing_an_issuer_and_a_redis_judge_a_token_each_for_its
     assert "email" not in (await api_a.validate(for_both)).claims  # A's allowlist has no email
     assert (await api_b.validate(for_both)).claims["email"] == "x@y"  # B's own verdict
     assert issuer.requests["/introspect"] == 4
+
+
+async def test_two_apis_with_different_claim_rules_judge_a_token_each_for_itself(
+    make: Any, issuer: LocalIssuer
+) -> None:
+    """The same class for the rules of issue 13: API A's claim_mismatch, or a client A does
+    not allow, must not refuse the token at API B, whose rules differ."""
+    api_a = make(required_claims={"token_use": "access"})
+    # The same fields kept (A keeps what its rules read): only the rules differ.
+    api_b = make(introspection_fields=[*DEFAULT_INTROSPECTION_FIELDS, "token_use"])
+    token = issuer.opaque_token(client_id="client-b", token_use="id")
+    await refused(api_a, token, Reason.CLAIM_MISMATCH)
+    assert (await api_b.validate(token)).client_id == "client-b"
+    assert issuer.requests["/introspect"] == 2  # one verdict each, none shared between them
 
 
 async def test_values_moved_between_keys_or_truncated_are_misses(

@@ -72,30 +72,70 @@ async def test_n_concurrent_validations_with_an_unknown_kid_cause_exactly_one_fe
     assert jwks_fetches(issuer) == 2
 
 
-async def test_unknown_kids_within_the_cooldown_make_no_fetch(
+async def test_unknown_kids_cost_at_most_two_fetches_per_cooldown_window(
     validator: object, issuer: LocalIssuer, clock: FrozenClock, stranger: SigningKey
 ) -> None:
+    """The first fetch and one refetch fill the window (two fetches per ``jwks_cooldown``);
+    then random kids are refused without a request until the oldest of the two is 30 s old."""
     await validator.validate(issuer.token())  # type: ignore[attr-defined]
-    for burst in range(3):
+    fetches = []
+    for _ in range(5):
         results = await asyncio.gather(
             *(validator.validate(t) for t in random_kid_tokens(issuer, stranger, 100)),  # type: ignore[attr-defined]
             return_exceptions=True,
         )
         assert all(isinstance(r, AuthError) and r.reason is Reason.UNKNOWN_KID for r in results)
-        assert jwks_fetches(issuer) == 1 + (burst == 2)
-        clock.advance(15 if burst == 0 else 16)  # the third burst starts after 31 s
+        fetches.append(jwks_fetches(issuer))
+        clock.advance(15)
+    # Fetches start at t=0 (the first), 0 (a refetch: one was left), 30, 45 and 60: never
+    # more than two within any 30 s. t=15: both of t=0 are in the window; t=30: they are
+    # 30 s old, out of it; t=45: only t=30 is in it; t=60: only t=45.
+    assert fetches == [2, 2, 3, 4, 5]
 
 
-async def test_a_new_key_is_picked_up_on_its_first_token_after_the_cooldown(
+async def test_a_key_published_one_second_after_our_fetch_is_accepted_at_once(
     validator: object, issuer: LocalIssuer, clock: FrozenClock
 ) -> None:
+    """The issuer rotates a second after we fetched: its first token costs one refetch, not a
+    wait for the cooldown (Nimbus: "one invocation left in case the keys are rotated")."""
     await validator.validate(issuer.token())  # type: ignore[attr-defined]
+    clock.advance(1)
     issuer.rotate()
     fresh = issuer.token()
-    await refused(validator, fresh, Reason.UNKNOWN_KID)  # type: ignore[arg-type]
-    clock.advance(30)
     assert (await validator.validate(fresh)).subject == "user-1"  # type: ignore[attr-defined]
     assert jwks_fetches(issuer) == 2
+    # A second rotation at once finds the window full: it waits until the first fetch is
+    # jwks_cooldown old, then costs one fetch.
+    issuer.rotate()
+    newer = issuer.token()
+    await refused(validator, newer, Reason.UNKNOWN_KID)  # type: ignore[arg-type]
+    assert jwks_fetches(issuer) == 2
+    clock.advance(29)  # 30 s after the first fetch
+    assert (await validator.validate(newer)).subject == "user-1"  # type: ignore[attr-defined]
+    assert jwks_fetches(issuer) == 3
+
+
+async def test_a_failed_fetch_counts_in_the_window(
+    gated: ValidatorFactory,
+    gate: GatedTransport,
+    issuer: LocalIssuer,
+    clock: FrozenClock,
+    stranger: SigningKey,
+) -> None:
+    """Every fetch that reached for the issuer counts, failed ones too: the window bounds what
+    the issuer sees, not what succeeded."""
+    validator = gated()
+    await validator.validate(issuer.token())
+    gate.go_down()
+    [token] = random_kid_tokens(issuer, stranger, 1)
+    await refused(validator, token, Reason.UNKNOWN_KID)  # a refetch, failed
+    gate.come_back()
+    clock.advance(2)  # past the failure backoff, not past the window
+    await refused(validator, token, Reason.UNKNOWN_KID)
+    assert jwks_fetches(issuer) == 2
+    clock.advance(28)
+    await refused(validator, token, Reason.UNKNOWN_KID)
+    assert jwks_fetches(issuer) == 3
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_shared_fetch(
