@@ -28,7 +28,7 @@ from typing import Any
 
 try:
     from fastapi import FastAPI, HTTPException, Request
-    from fastapi.openapi.models import OAuth2, OAuthFlows, OpenIdConnect
+    from fastapi.openapi.models import HTTPBearer, OAuth2, OAuthFlows, OpenIdConnect
     from fastapi.openapi.models import SecurityBase as SecuritySchemeModel
     from fastapi.responses import Response
     from fastapi.security import SecurityScopes
@@ -259,8 +259,13 @@ class FastAPIShield(SecurityBase):
         token_url = self._urls["tokenUrl"] or metadata.get("token_endpoint")
         authorization_url = self._urls["authorizationUrl"] or metadata.get("authorization_endpoint")
         if not isinstance(token_url, str):
-            issuer = self.validator.settings.issuer.rstrip("/")
-            return OpenIdConnect(openIdConnectUrl=issuer + "/.well-known/openid-configuration")
+            # The first issuer with metadata of its own; a {tenantid} template has none, and
+            # with only templates Swagger gets a plain bearer-token field (set token_url).
+            plain = [i for i in self.validator.settings.issuers if "{tenantid}" not in i]
+            if not plain:
+                return HTTPBearer(bearerFormat="JWT")
+            discovery = plain[0].rstrip("/") + "/.well-known/openid-configuration"
+            return OpenIdConnect(openIdConnectUrl=discovery)
         scopes = dict(self._scopes)
         resource = self.guard.resource
         for scope in resource.scopes_supported if resource else ():

@@ -135,6 +135,30 @@ def test_the_scheme_is_openid_connect_until_the_issuer_is_known(
     )
 
 
+def test_a_tenant_template_issuer_gets_a_bearer_field_not_a_broken_url() -> None:
+    """A ``{tenantid}`` template has no metadata to point Swagger at: the scheme is a plain
+    bearer token (or the token_url given), never a URL with ``{tenantid}`` in it."""
+    template = "https://login.microsoftonline.com/{tenantid}/v2.0"
+    validator = TokenValidator(
+        issuer=template,
+        jwks_uri="https://login.microsoftonline.com/common/discovery/v2.0/keys",
+        audience="api://orders",
+        any_tenant=True,
+    )
+    scheme = FastAPIShield(validator).model.model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    assert scheme == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    several = TokenValidator(
+        issuer=[template, "https://sts.example.test"],
+        jwks_uri={template: "https://login.microsoftonline.com/common/discovery/v2.0/keys"},
+        audience="api://orders",
+        any_tenant=True,
+    )
+    shown = FastAPIShield(several).model.model_dump(by_alias=True, exclude_none=True)
+    assert shown["openIdConnectUrl"] == "https://sts.example.test/.well-known/openid-configuration"
+
+
 def test_the_lifespan_warms_and_closes_the_validator(as_provider: OIDCProvider) -> None:
     app, _ = build(as_provider, check_at_startup=True)
     as_provider.reset_stats()
