@@ -39,9 +39,12 @@ from . import _fork
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
 from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
+from ._health import health_document
 from ._options import configured
+from ._telemetry import BEARER, token_kind
 from ._token import AccessToken
 from ._validator import CLOSED, TokenValidator
+from .events import Listener
 
 logger = logging.getLogger("oauth_shield.sync")
 
@@ -219,17 +222,24 @@ class SyncTokenValidator:
             raise RuntimeError(CLOSED)
         validator = self._validator
         required = required_scopes(scopes)
+        sink = validator._telemetry.sink  # None unless telemetry is on
+        started = 0.0 if sink is None else time.perf_counter()
+        waited = False
         try:
             result = validator._check_local(token, required)
-            if isinstance(result, AccessToken):
-                return result
-            pending = result
-            return self._on_loop(
-                lambda: validator._remote(pending, required, requester), result.waits_for
-            )
+            if not isinstance(result, AccessToken):
+                waited, pending = True, result
+                parent = None if sink is None else sink.parent()  # this thread's trace
+                result = self._on_loop(
+                    lambda: validator._remote(pending, required, requester, parent),
+                    pending.waits_for,
+                )
         except AuthError as error:
-            validator._log_rejection(error, token)
+            validator._log_rejection(error, token, BEARER, started, waited)
             raise
+        if sink is not None:
+            sink.accepted(result, BEARER, token_kind(token), started, waited)
+        return result
 
     def _on_loop(self, work: Callable[[], Coroutine[Any, Any, T]], waits_for: Reason) -> T:
         """``work()`` on the loop thread; once more on a new one if that thread dies."""
@@ -248,6 +258,15 @@ class SyncTokenValidator:
                 break
         logger.warning("validation on the event loop thread failed: %s", failure)
         raise TemporarilyUnavailableError(waits_for)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Send this validator's events to ``listener`` (see
+        :meth:`TokenValidator.subscribe`); returns the function that unsubscribes it."""
+        return self._validator.subscribe(listener)
+
+    def health(self) -> dict[str, Any]:
+        """The health document (see :meth:`TokenValidator.health`), read in this thread."""
+        return health_document(self._validator)
 
     def start(self) -> None:
         """Start warming the caches on the loop thread, and return at once (see

@@ -15,8 +15,10 @@ import logging
 import os
 import ssl
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
+from time import perf_counter
 from types import MappingProxyType, TracebackType
 from typing import Any, NamedTuple, Self, Unpack
 
@@ -40,6 +42,7 @@ from ._errors import (
     IssuerUnavailableError,
     Reason,
 )
+from ._health import health_document
 from ._http import FetchError, HTTPClient, check_urls
 from ._introspector import Introspector
 from ._jose import (
@@ -54,7 +57,9 @@ from ._keyset import Need, RemoteKeySet
 from ._options import configured
 from ._secret import Secret, as_secret
 from ._shared import shared_cache
+from ._telemetry import BEARER, Telemetry, token_kind
 from ._token import AccessToken, fingerprint, text_fingerprint
+from .events import ConfigurationSuspected, Listener
 
 logger = logging.getLogger("oauth_shield.validator")
 config_logger = logging.getLogger("oauth_shield.config")
@@ -240,6 +245,8 @@ class TokenValidator:
         self._diagnoses: dict[Reason, int] = {}
         self._diagnosis_lock = threading.Lock()  # the sync facade refuses in many threads
         self._clock: Clock = clock or SystemClock()
+        # Events, metrics and spans of this validator (oauth_shield.events, oauth_shield.otel).
+        self._telemetry = telemetry = Telemetry(issuer)
         self._http = HTTPClient(
             timeout=http_timeout,
             max_bytes=max_response_bytes,
@@ -273,6 +280,9 @@ class TokenValidator:
         self._discovery = Discovery(
             issuer, self._http, self._clock.monotonic, wall=self._clock.time, shared=self._shared
         )
+        self._http.telemetry = self._discovery.telemetry = telemetry
+        if self._shared is not None:
+            self._shared.telemetry = telemetry
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
         self._known_headers: dict[str, Header] = {}
         self._scope_memo = ScopeMemo()  # this validator's, bounded: never module state
@@ -284,6 +294,7 @@ class TokenValidator:
             wall=self._clock.time,
             shared=self._shared,
             on_keys_removed=self._verified.clear,
+            telemetry=telemetry,
         )
         self._introspector = (
             Introspector(
@@ -293,6 +304,7 @@ class TokenValidator:
                 self._clock,
                 self._shared,
                 scopes=self._scope_memo,
+                telemetry=telemetry,
             )
             if self.settings.introspection
             else None
@@ -300,6 +312,7 @@ class TokenValidator:
         self._loop: asyncio.AbstractEventLoop | None = None  # the one the network work runs on
         self._guard: AsyncGenerator[None, None] | None = None  # see _closes_with()
         self._closed = False
+        telemetry.owner = weakref.ref(self)
         _fork.register(self)
 
     @classmethod
@@ -495,14 +508,22 @@ class TokenValidator:
         if self._closed or self._loop is not asyncio.get_running_loop():
             await self._enter_loop()
         required = required_scopes(scopes)
+        scheme = BEARER  # what the credential came as (events, metrics)
+        sink = self._telemetry.sink  # None unless telemetry is on: the hot path's one check
+        started = 0.0 if sink is None else perf_counter()
+        waited = False
         try:
             result = self._check_local(token, required)
-            if isinstance(result, AccessToken):
-                return result
-            return await self._check_remote(result, required, requester)
+            if not isinstance(result, AccessToken):
+                waited = True
+                remote = self._check_remote(result, required, requester)
+                result = await (remote if sink is None else sink.remote(remote, _kind(result)))
         except AuthError as error:
-            self._log_rejection(error, token)
+            self._log_rejection(error, token, scheme, started, waited)
             raise
+        if sink is not None:
+            sink.accepted(result, scheme, token_kind(token), started, waited)
+        return result
 
     def _check_local(self, token: object, required: frozenset[str]) -> AccessToken | _Pending:
         """Everything that needs no I/O; safe to call from any thread."""
@@ -556,13 +577,19 @@ class TokenValidator:
         return None
 
     async def _remote(
-        self, pending: _Pending, required: frozenset[str], requester: str | None = None
+        self,
+        pending: _Pending,
+        required: frozenset[str],
+        requester: str | None = None,
+        parent: object = None,
     ) -> AccessToken:
         """:meth:`_check_remote` for a caller that did not enter through :meth:`validate`
-        (the sync facade, on its loop thread)."""
+        (the sync facade, on its loop thread; ``parent`` is the caller's trace context)."""
         if self._closed or self._loop is not asyncio.get_running_loop():
             await self._enter_loop()
-        return await self._check_remote(pending, required, requester)
+        remote = self._check_remote(pending, required, requester)
+        sink = self._telemetry.sink
+        return await (remote if sink is None else sink.remote(remote, _kind(pending), parent))
 
     async def _check_remote(
         self, pending: _Pending, required: frozenset[str], requester: str | None = None
@@ -607,15 +634,21 @@ class TokenValidator:
             known.clear()
         known[jws.header_b64] = jws.header
 
-    def _log_rejection(self, error: AuthError, token: object) -> None:
+    def _log_rejection(
+        self,
+        error: AuthError,
+        token: object,
+        scheme: str = BEARER,
+        started: float = 0.0,
+        waited: bool = False,
+    ) -> None:
+        """A refusal: its configuration diagnosis (the first time), its event (the INFO line
+        ``token <fingerprint> refused: <reason>``) and its metrics."""
         if error.reason in self._undiagnosed:
             self._diagnose(error.reason, token)
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        name = "-"
-        if isinstance(token, str) and len(token) <= self.settings.max_token_size:
-            name = text_fingerprint(token)
-        logger.info("token %s refused: %s", name, error.reason.value)
+        if isinstance(token, str) and len(token) > self.settings.max_token_size:
+            token = None  # named "-", as a value that is no string
+        self._telemetry.refused(error, token, scheme, started, waited)
 
     def _diagnose(self, reason: Reason, token: object) -> None:
         """One WARNING, the first time a reason that usually means misconfiguration refuses a
@@ -632,7 +665,33 @@ class TokenValidator:
                 return
             self._undiagnosed.discard(reason)
         if warning is not None:
-            config_logger.warning("%s (logged once per validator)", warning)
+            self._telemetry.emit(
+                ConfigurationSuspected(
+                    issuer=self.settings.issuer, reason=reason.value, message=warning
+                )
+            )
+
+    # --- operations ------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Send this validator's events (:mod:`oauth_shield.events`) to ``listener``, a
+        callable taking one event, called synchronously where the event happens; returns the
+        function that unsubscribes it. A listener that raises is logged once and never breaks
+        a validation."""
+        return self._telemetry.subscribe(listener)
+
+    async def health(self) -> dict[str, Any]:
+        """A health document: whether tokens can be checked now, from what the validator
+        knows (it fetches nothing). A plain JSON-able dict without any secret:
+        ``status`` (``ok``, ``degraded`` or ``failing``), the issuer, the key set's state and
+        age, the last fetch's result, introspection and the shared tier (docs/operations.md).
+        """
+        return health_document(self)
+
+
+def _kind(pending: _Pending) -> str:
+    """The ``token_kind`` of a validation that waits for the network."""
+    return token_kind(pending.token) if isinstance(pending, _NeedIntrospection) else "jwt"
 
 
 def readiness_error(failure: FetchError, what: str) -> ConfigurationError | IssuerUnavailableError:
