@@ -41,7 +41,7 @@ from ._claims import required_scopes
 from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
 from ._health import health_document
 from ._options import configured
-from ._telemetry import BEARER, token_kind
+from ._telemetry import BEARER, Sink, token_kind
 from ._token import AccessToken
 from ._validator import CLOSED, TokenValidator
 from .events import Listener
@@ -222,14 +222,32 @@ class SyncTokenValidator:
             raise RuntimeError(CLOSED)
         validator = self._validator
         required = required_scopes(scopes)
-        sink = validator._telemetry.sink  # None unless telemetry is on
-        started = 0.0 if sink is None else time.perf_counter()
-        waited = False
+        sink = validator._telemetry.sink  # None unless telemetry is on: the one check
+        if sink is not None:
+            return self._observed(sink, token, required, requester)
         try:
             result = validator._check_local(token, required)
+            if isinstance(result, AccessToken):
+                return result
+            pending = result
+            return self._on_loop(
+                lambda: validator._remote(pending, required, requester), result.waits_for
+            )
+        except AuthError as error:
+            validator._log_rejection(error, token)
+            raise
+
+    def _observed(
+        self, sink: Sink, token: str, required: frozenset[str], requester: str | None
+    ) -> AccessToken:
+        """:meth:`validate` with telemetry on (see ``TokenValidator._observed``); the network
+        half's span is a child of this thread's current span."""
+        validator = self._validator
+        started, waited = time.perf_counter(), False
+        try:
+            result = validator._check_counted(token, required)
             if not isinstance(result, AccessToken):
-                waited, pending = True, result
-                parent = None if sink is None else sink.parent()  # this thread's trace
+                waited, pending, parent = True, result, sink.parent()
                 result = self._on_loop(
                     lambda: validator._remote(pending, required, requester, parent),
                     pending.waits_for,
@@ -237,8 +255,7 @@ class SyncTokenValidator:
         except AuthError as error:
             validator._log_rejection(error, token, BEARER, started, waited)
             raise
-        if sink is not None:
-            sink.accepted(result, BEARER, token_kind(token), started, waited)
+        sink.accepted(result, BEARER, token_kind(token), started, waited)
         return result
 
     def _on_loop(self, work: Callable[[], Coroutine[Any, Any, T]], waits_for: Reason) -> T:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from . import events
+from . import _fork, events
 from ._errors import AuthError, Reason
 from .events import (
     ConfigurationSuspected,
@@ -121,9 +121,13 @@ class Telemetry:
         self._listeners: tuple[Listener, ...] = ()
         self._broken: set[int] = set()  # listeners that raised, logged once each
         self._lock = threading.Lock()
+        _fork.register(self)
         _hubs.add(self)
         if _default_sink is not None:
             self.sink = _default_sink(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent may have held it
 
     # --- events ----------------------------------------------------------------------
 

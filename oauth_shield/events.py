@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from . import _fork
+
 __all__ = [
     "ConfigurationSuspected",
     "Event",
@@ -249,6 +251,14 @@ def subscribe(listener: Listener) -> Callable[[], None]:
     return unsubscribe
 
 
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it
+
+
 def _listeners() -> tuple[Listener, ...]:
     """The process-wide listeners (read by the dispatcher, ``_telemetry``)."""
     return _global
+
+
+_fork.on_fork(_after_fork)

@@ -16,16 +16,18 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from oauth_shield import AuthError, TokenValidator, events, otel
 from oauth_shield._telemetry import instrument_all
-from oauth_shield.testing import LocalIssuer
+from oauth_shield.testing import LocalIssuer, SigningKey
 from tests.conftest import ValidatorFactory
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def promql_names() -> set[str]:
-    """Every metric named in the doc's PromQL blocks."""
-    blocks = re.findall(r"```promql\n(.*?)```", DOC.read_text(), re.DOTALL)
-    names = set(re.findall(r"\boauth_shield_[a-z_]+", "\n".join(blocks)))
+    """Every metric the doc's PromQL blocks select (label names in ``by (...)`` and in
+    selectors are not metrics)."""
+    blocks = "\n".join(re.findall(r"```promql\n(.*?)```", DOC.read_text(), re.DOTALL))
+    blocks = re.sub(r"\bby \([^)]*\)|\{[^}]*\}", " ", blocks)
+    names = set(re.findall(r"\boauth_shield_[a-z_]+", blocks))
     return {re.sub(r"_(bucket|sum|count)$", "", name) for name in names}
 
 
@@ -42,6 +44,17 @@ async def test_every_metric_the_queries_name_is_exposed(
         await validator.validate(issuer.opaque_token())
         with pytest.raises(AuthError):
             await validator.validate(issuer.token(exp=1))
+        stranger = SigningKey("RS256", kid="stranger")
+        with pytest.raises(AuthError):  # in the cooldown: suppressed
+            await validator.validate(stranger.sign({"alg": "RS256", "kid": "s"}, {}))
+        issuer.rotate(keep_old=False)
+        await validator.check()  # a rotation
+        # What a lost Redis would report (the real loss: tests/integration/test_operations.py).
+        validator._telemetry.emit(
+            events.SharedTierDown(
+                issuer=issuer.issuer, error_type="ConnectionError", retry_in=5, first=True
+            )
+        )
         exposed = generate_latest(registry).decode()
     finally:
         instrumentation.uninstrument()
