@@ -4,7 +4,10 @@ FastAPI's third route is not a peer but oauth_shield's ASGI middleware in front 
 view, so that the ``Security`` dependency is compared with the middleware in one run.
 
 Configured from OAUTH_SHIELD_* variables like the examples. Served by bench/throughput.py (and
-bench/resilience.py, which uses ``quart_timed``).
+bench/resilience.py, which uses ``quart_timed``). With ``BENCH_OTEL=1`` in the environment,
+every validator of the process is instrumented through OpenTelemetry (``oauth_shield.otel``)
+with the SDK's meter and tracer providers and exporters that drop what they get: the cost of
+the measuring itself, not of a collector.
 
 ``/peer`` is the same view protected by the best peer arrangement of bench/tokens.py: the
 hand-written joserfc key cache (bench/peers.py), written as a competent user would write it for
@@ -34,11 +37,13 @@ from joserfc.errors import JoseError
 from quart import Quart
 
 from bench.peers import SCOPE, InsufficientScopeError, JoserfcKeys, PeerError
+from bench.telemetry import instrument_if_asked
 from oauth_shield import AccessToken, TokenValidator
 from oauth_shield.asgi import BearerAuthMiddleware
 from oauth_shield.fastapi import FastAPIShield
 
 CONFIG = {k: v for k, v in os.environ.items() if k.startswith("OAUTH_SHIELD_")}
+instrument_if_asked(os.environ)  # before the shields build their validators
 BODY = {"items": ["a", "b", "c"]}
 ISSUER = CONFIG.get("OAUTH_SHIELD_ISSUER", "")
 AUDIENCE = CONFIG.get("OAUTH_SHIELD_AUDIENCE", "")

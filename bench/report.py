@@ -197,10 +197,18 @@ def herd(results: dict[str, Any]) -> str:
     )
 
 
+#: How the throughput tables name each server.
+TITLES = {"quart-otel": "Quart with OpenTelemetry on (SDK, exporters that drop everything)"}
+
+
 def throughput(results: dict[str, Any]) -> str:
     parts = []
     for framework, data in results.items():
-        routes = [(route, values) for route, values in data.items() if route != "ratios"]
+        routes = [
+            (route, values)
+            for route, values in data.items()
+            if route not in ("ratios", "otel_cost_us")
+        ]
         rows = [
             (
                 f"`/{route}`",
@@ -216,11 +224,18 @@ def throughput(results: dict[str, Any]) -> str:
             (pair, _x(r["rps_ratio"]), _x(r["cpu_ratio"]))
             for pair, r in data.get("ratios", {}).items()
         ]
+        cost = data.get("otel_cost_us")
         parts.append(
-            f"**{framework.capitalize()}**\n\n"
+            f"**{TITLES.get(framework, framework.capitalize())}**\n\n"
             + _table(header, rows)
             + "\n\n"
             + _table(("Capacity ratio", "by requests/s", "by server CPU"), ratios)
+            + (
+                ""
+                if cost is None
+                else f"\n\nOpenTelemetry's cost on `/protected`: {_num(cost, 1)} µs of server "
+                "CPU per request (this app's figure minus plain Quart's)."
+            )
         )
     return "\n\n".join(parts)
 

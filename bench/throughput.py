@@ -19,7 +19,9 @@ per request. Two ratios per pair of routes and per round, medians reported:
 Pairs: ``protected/unprotected`` (the cost of protection, at most 1) and ``protected/peer``
 (above 1: oauth_shield serves more requests than the peer). FastAPI's third route is
 ``/middleware``, the same view behind ``BearerAuthMiddleware``: ``protected/middleware`` near 1
-says the dependency costs what the middleware does.
+says the dependency costs what the middleware does. ``quart-otel`` is the Quart app again with
+OpenTelemetry on (``BENCH_OTEL=1``, see bench/apps.py); ``otel_cost_us`` is its protected
+route's server CPU per request minus the plain Quart app's.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,29 +45,25 @@ from oauth_shield.testing import LocalIssuer, loopback_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SERVERS = {
-    "quart": lambda port: [
+
+def _uvicorn(app: str) -> Callable[[int], list[str]]:
+    return lambda port: [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.apps:quart_app",
+        app,
         "--port",
         str(port),
         "--log-level",
         "warning",
         "--no-access-log",
-    ],
-    "fastapi": lambda port: [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.apps:fastapi_app",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ],
+    ]
+
+
+SERVERS: dict[str, Callable[[int], list[str]]] = {
+    "quart": _uvicorn("bench.apps:quart_app"),
+    "quart-otel": _uvicorn("bench.apps:quart_app"),  # with SERVER_ENV below
+    "fastapi": _uvicorn("bench.apps:fastapi_app"),
     "flask": lambda port: [
         sys.executable,
         "-m",
@@ -82,6 +80,8 @@ SERVERS = {
     ],
 }
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+#: Extra environment of a server.
+SERVER_ENV = {"quart-otel": {"BENCH_OTEL": "1"}}
 
 
 @contextlib.contextmanager
@@ -93,6 +93,7 @@ def server(framework: str, issuer: LocalIssuer) -> Iterator[tuple[str, int]]:
         "PYTHONPATH": str(ROOT),
         "OAUTH_SHIELD_ISSUER": issuer.issuer,
         "OAUTH_SHIELD_AUDIENCE": issuer.audience,
+        **SERVER_ENV.get(framework, {}),
     }
     process = subprocess.Popen(SERVERS[framework](port), cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -154,8 +155,14 @@ def _ms(text: str) -> float:
 ROUTES = ("unprotected", "protected", "peer")
 PAIRS = (("protected", "unprotected"), ("protected", "peer"))
 #: FastAPI compares its Security dependency with the ASGI middleware in front of the same view.
-FRAMEWORK_ROUTES = {"fastapi": ("unprotected", "protected", "middleware")}
-FRAMEWORK_PAIRS = {"fastapi": (("protected", "unprotected"), ("protected", "middleware"))}
+FRAMEWORK_ROUTES = {
+    "fastapi": ("unprotected", "protected", "middleware"),
+    "quart-otel": ("unprotected", "protected"),
+}
+FRAMEWORK_PAIRS = {
+    "fastapi": (("protected", "unprotected"), ("protected", "middleware")),
+    "quart-otel": (("protected", "unprotected"),),
+}
 
 
 def _ratios(runs: dict[str, list[dict[str, float]]], a: str, b: str) -> dict[str, float]:
@@ -200,4 +207,8 @@ def suite(*, rounds: int = 11, seconds: int = 2) -> dict[str, Any]:
                 }
                 for route, values in runs.items()
             } | {"ratios": {f"{a}/{b}": _ratios(runs, a, b) for a, b in pairs}}
+    if "quart" in results and "quart-otel" in results:
+        with_otel = results["quart-otel"]["protected"]["cpu_us_per_request"]
+        without = results["quart"]["protected"]["cpu_us_per_request"]
+        results["quart-otel"]["otel_cost_us"] = round(with_otel - without, 2)
     return results

@@ -25,6 +25,10 @@ class BoundedCache(Generic[V]):
         self.maxsize = maxsize
         self._entries: dict[bytes, tuple[V, float]] = {}
         self._lock = threading.Lock()
+        # Read by the metrics when they are collected (oauth_shield.otel): misses counted
+        # here, hits by the validator while telemetry is on. Not locked, so concurrent
+        # threads may lose an increment: a ratio, not a ledger.
+        self.hits = self.misses = 0
         _fork.register(self)
 
     def _after_fork(self) -> None:
@@ -36,7 +40,8 @@ class BoundedCache(Generic[V]):
         """The value stored for ``digest`` if its deadline has not passed."""
         entry = self._entries.get(digest)
         if entry is not None and now < entry[1]:
-            return entry[0]
+            return entry[0]  # a hit costs nothing more: the validator counts those it needs
+        self.misses += 1
         return None
 
     def put(self, digest: bytes, value: V, deadline: float) -> None:

@@ -23,6 +23,7 @@ from ._diagnosis import issuer_hint, printable
 from ._http import FetchError, HTTPClient, url_problem
 from ._shared import SharedCache
 from ._singleflight import SingleFlight
+from ._telemetry import LOG_ONLY, Telemetry
 
 logger = logging.getLogger("oauth_shield.discovery")
 
@@ -67,6 +68,7 @@ class Discovery:
         self._source: str | None = None  # the URL the metadata came from
         self._fetched_at = -float("inf")
         self._flight: SingleFlight[str, dict[str, Any]] = SingleFlight()
+        self.telemetry: Telemetry = LOG_ONLY  # the validator's (spans)
 
     async def endpoint(self, name: str) -> str:
         """A checked endpoint URL from the metadata (``jwks_uri``, ``introspection_endpoint``)."""
@@ -101,7 +103,7 @@ class Discovery:
         if self._metadata is not None and self._monotonic() - self._fetched_at < METADATA_TTL:
             return self._metadata
         try:
-            return await self._flight.run("metadata", self._fetch)
+            return await self._flight.run("metadata", self._fetch_traced)
         except FetchError as error:
             if self._metadata is None:
                 raise
@@ -114,6 +116,14 @@ class Discovery:
 
     async def aclose(self) -> None:
         await self._flight.aclose()
+
+    async def _fetch_traced(self) -> dict[str, Any]:
+        with self.telemetry.span("oauth_shield.discovery") as span:
+            try:
+                return await self._fetch()
+            except FetchError as error:
+                span.fail(error.kind)
+                raise
 
     async def _fetch(self) -> dict[str, Any]:
         """The metadata from another process through the shared cache, or from the issuer."""

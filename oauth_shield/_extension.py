@@ -39,6 +39,10 @@ EXTENSION = "oauth_shield"
 
 #: The endpoint that serves the RFC 9728 metadata, without authentication.
 METADATA_ENDPOINT = "oauth_shield_protected_resource"
+#: The endpoint that serves the health document (``health_route``), without authentication.
+HEALTH_ENDPOINT = "oauth_shield_health"
+#: Where ``health_route`` serves the health document unless told otherwise.
+DEFAULT_HEALTH_PATH = "/healthz"
 
 _ORDER_TRAP = (
     "@shield.require() was applied above the route decorator of view {name!r}, so the "
@@ -135,6 +139,29 @@ class ShieldExtension:
             return self._protect(view, required, api_keys, exempt_options, dpop)
 
         return decorator
+
+    def health_route(self, app: Any, path: str = DEFAULT_HEALTH_PATH) -> None:
+        """Serve the validator's health document at ``path`` on ``app`` (registered with
+        :meth:`init_app` first), without a token: 200 when ``ok`` or ``degraded``, 503 when
+        ``failing``, ``Cache-Control: no-store`` (docs/operations.md)."""
+        guard: Guard | None = app.extensions.get(EXTENSION)
+        if guard is None:
+            raise RuntimeError("health_route() needs the app registered first (init_app)")
+        if isinstance(guard.validator, SyncTokenValidator):
+
+            def health() -> tuple[bytes, int, dict[str, str]]:
+                status, headers, body = guard.health_sync()
+                return body, status, headers
+
+            view: Callable[[], Any] = health
+        else:
+
+            async def health_async() -> tuple[bytes, int, dict[str, str]]:
+                status, headers, body = await guard.health()
+                return body, status, headers
+
+            view = health_async
+        app.add_url_rule(path, HEALTH_ENDPOINT, view, methods=["GET"])
 
     def check_routes(self, app: Any) -> None:
         """Raise ``RuntimeError`` if ``app`` routes a view that ``require()`` wrapped, unwrapped."""

@@ -8,7 +8,9 @@ keys; it holds no per-request state, so one guard serves every request of an app
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from time import perf_counter
 from typing import Any, NamedTuple
 
 from ._bearer import Credentials, ErrorResponse, credentials, error_response
@@ -22,10 +24,12 @@ from ._errors import (
     MissingTokenError,
     Reason,
 )
+from ._health import HTTP_STATUS
 from ._options import PREFIX, AdapterSettings, boolean_or_text
 from ._resource import MetadataResponse, ProtectedResource
 from ._secret import Secret
 from ._sync import SyncTokenValidator
+from ._telemetry import API_KEY, Telemetry
 from ._token import AccessToken
 from ._validator import TokenValidator
 from .apikeys import APIKeyStore
@@ -93,6 +97,26 @@ class RequestCredentials(NamedTuple):
     """The request's method (a proof's ``htm``)."""
     target: RequestTarget | None = None
     """Where the request was sent (a proof's ``htu``); needed only with ``proofs``."""
+
+
+class HealthResponse(NamedTuple):
+    """The status, headers and JSON body of a health probe's answer."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+#: Headers of every health answer: a probe must see the state now, never a cached one.
+HEALTH_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def health_response(document: Mapping[str, Any]) -> HealthResponse:
+    """A health document as an HTTP answer: 503 when ``failing``, else 200."""
+    body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    return HealthResponse(
+        HTTP_STATUS.get(document.get("status", ""), 503), dict(HEALTH_HEADERS), body
+    )
 
 
 class Identity(NamedTuple):
@@ -308,7 +332,39 @@ class Guard:
     def _api_key(self, key: str, scopes: Iterable[str] | str | None) -> Identity:
         if self.api_keys is None:  # credentials() returns a key only when there is a store
             raise MissingTokenError(Reason.OTHER_SCHEME)
-        return Identity(self.api_keys.validate(key, required_scopes(scopes)), None)
+        telemetry = self._telemetry  # events and metrics, as for a token (scheme api_key)
+        sink = telemetry.sink
+        started = 0.0 if sink is None else perf_counter()
+        try:
+            token = self.api_keys.validate(key, required_scopes(scopes))
+        except AuthError as error:
+            telemetry.refused(error, key, API_KEY, started, False)
+            raise
+        if sink is not None:
+            sink.accepted(token, API_KEY, "opaque", started, False)
+        return Identity(token, None)
+
+    @property
+    def _telemetry(self) -> Telemetry:
+        validator = self.validator
+        inner = validator._validator if isinstance(validator, SyncTokenValidator) else validator
+        return inner._telemetry
+
+    async def health(self) -> HealthResponse:
+        """The answer to a health probe: the validator's health document as JSON, 503 when
+        its ``status`` is ``failing`` (200 for ``ok`` and ``degraded``), never cached. Serve
+        it without authentication: it holds no secret."""
+        validator = self.validator
+        if isinstance(validator, SyncTokenValidator):
+            return health_response(validator.health())
+        return health_response(await validator.health())
+
+    def health_sync(self) -> HealthResponse:
+        """:meth:`health` for a :class:`~oauth_shield.SyncTokenValidator`."""
+        validator = self.validator
+        if not isinstance(validator, SyncTokenValidator):
+            raise TypeError("health_sync() needs a SyncTokenValidator: use health()")
+        return health_response(validator.health())
 
     def refusal(
         self,

@@ -53,6 +53,7 @@ from ._connection import Connection, default_connection
 from ._diagnosis import printable
 from ._issuers import EXAMPLE_TENANT, TENANT
 from ._json import parse_object
+from ._telemetry import LOG_ONLY, Telemetry
 
 logger = logging.getLogger("oauth_shield.http")
 
@@ -250,6 +251,7 @@ class HTTPClient:
         self._transport = transport
         self._connection = connection or default_connection()
         self._client: httpx.AsyncClient | None = None
+        self.telemetry: Telemetry = LOG_ONLY  # the validator's: a client span per request
 
     def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -276,6 +278,33 @@ class HTTPClient:
         accept_status: tuple[int, ...] = (200,),
     ) -> JSONResponse:
         """Send one request and return its JSON object body, or raise :class:`FetchError`."""
+        if self.telemetry.sink is None:
+            return await self._send(method, url, form, headers, accept_status)
+        # An HTTP client span (OpenTelemetry semantic conventions): never the body or headers.
+        attributes: dict[str, str | int | float | bool] = {
+            "http.request.method": method,
+            "url.full": without_credentials(url),
+        }
+        with self.telemetry.span(method, attributes, client=True) as span:
+            try:
+                response = await self._send(method, url, form, headers, accept_status)
+            except FetchError as error:
+                status = error.kind.removeprefix("status_")
+                if status.isdigit():
+                    span.set("http.response.status_code", int(status))
+                span.fail(error.kind)
+                raise
+            span.set("http.response.status_code", response.status_code)
+            return response
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        form: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        accept_status: tuple[int, ...],
+    ) -> JSONResponse:
         found = url_problem(url, self.allow_http)
         if found is not None:
             raise FetchError(found[0], url=url, detail=f"the URL {found[1]}")

@@ -59,7 +59,15 @@ from ._introspection import check_answer, filter_fields, request_form
 from ._ratelimit import RateLimit, RequesterLimits, requester_key
 from ._shared import SharedCache
 from ._singleflight import SingleFlight
+from ._telemetry import LOG_ONLY, Telemetry
 from ._token import AccessToken, fingerprint
+from .events import (
+    IntrospectionCalled,
+    IntrospectionGraceUsed,
+    IntrospectionThrottled,
+    IssuerBack,
+    IssuerUnavailable,
+)
 
 logger = logging.getLogger("oauth_shield.introspection")
 
@@ -83,6 +91,7 @@ class Introspector:
         shared: SharedCache | None = None,
         *,
         scopes: ScopeMemo | None = None,
+        telemetry: Telemetry = LOG_ONLY,
     ) -> None:
         if settings.client_id is None or settings.client_secret is None:
             raise ConfigurationError("introspection needs client_id and client_secret")
@@ -94,6 +103,7 @@ class Introspector:
         self._clock = clock
         self._shared = shared
         self._scopes = scopes  # the validator's memo of parsed scope strings
+        self._telemetry = telemetry
         self._verdict_scope = verdict_scope(settings)  # in shared keys: what a verdict means
         size = settings.introspection_cache_size
         # digest -> (token, valid until (wall, from exp), fresh until (monotonic, from the TTL))
@@ -114,21 +124,25 @@ class Introspector:
         self._outage: FetchError | None = None  # the server's failure, while it lasts
         self._retry_at = -math.inf  # no call before this, during an outage
         self.calls = 0  # requests sent to the server, for metrics and tests
+        self.hits = self.misses = 0  # verdicts found in the caches, and calls needed
 
     def lookup(self, digest: bytes) -> AccessToken | None:
         """The cached verdict for a token: the token, ``None`` if unknown, or the refusal raised."""
         now = self._clock.monotonic()
         hit = self._positive.get(digest, now)
         if hit is not None and now < hit[2]:
+            self.hits += 1
             token, valid_until, _ = hit
             if self._clock.time() < valid_until:
                 return token
             raise InvalidTokenError(Reason.EXPIRED)
         refused = self._negative.get(digest, now)
         if refused is not None:
+            self.hits += 1
             raise InvalidTokenError(refused)
         failed = self._failed.get(digest, now)
         if failed is not None:
+            self.hits += 1
             return self._answer_failure(failed, digest)
         return None
 
@@ -140,6 +154,7 @@ class Introspector:
         The call is charged to ``requester`` (an opaque id of who presented the token; ``None``
         is the anonymous requester) before the validator's own budget.
         """
+        self.misses += 1
         return await self._flight.run(digest, lambda: self._call(token, digest, requester))
 
     async def _call(self, token: str, digest: bytes, requester: str | None) -> AccessToken:
@@ -175,11 +190,12 @@ class Introspector:
         if not self._limit.allow():
             if not self._limited:  # once per episode: a scan must not flood the logs too
                 self._limited = True
-                logger.warning("introspection rate limit reached; answering 503 without a call")
+                self._telemetry.emit(IntrospectionThrottled(issuer=settings.issuer))
             return {"failed": "rate_limited", "unreachable": True}, FAILURE_TTL
         self._limited = False
         try:
-            answer = await self._ask(token, fingerprint(digest))
+            with self._telemetry.span("oauth_shield.introspect"):
+                answer = await self._ask(token, fingerprint(digest))
         except FetchError as failure:
             return failure.marker(), FAILURE_TTL
         now = self._clock.time()
@@ -247,7 +263,14 @@ class Introspector:
         """Answer misses without a call for FAILURE_TTL; log the outage once, not per miss."""
         self._retry_at = self._clock.monotonic() + FAILURE_TTL
         if self._outage is None:
-            logger.warning("introspection endpoint unavailable: %s", failure.explain())
+            self._telemetry.emit(
+                IssuerUnavailable(
+                    issuer=self._settings.issuer,
+                    endpoint="introspection",
+                    failure=failure.kind,
+                    detail=failure.explain(),
+                )
+            )
         self._outage = failure
 
     def _answer_failure(self, failure: FetchError, digest: bytes) -> AccessToken:
@@ -263,9 +286,7 @@ class Introspector:
                 raise InvalidTokenError(Reason.EXPIRED)
             if not self._in_grace:
                 self._in_grace = True
-                logger.warning(
-                    "introspection unavailable; accepting recently active tokens (grace)"
-                )
+                self._telemetry.emit(IntrospectionGraceUsed(issuer=self._settings.issuer))
             return recent[0]
         raise TemporarilyUnavailableError(Reason.INTROSPECTION_UNAVAILABLE)
 
@@ -288,21 +309,31 @@ class Introspector:
             failure = error
         except TimeoutError:
             failure = FetchError("timeout", url=settings.introspection_endpoint, unreachable=True)
+        took = time.perf_counter() - started
         if failure is None:
-            logger.debug(
-                "introspected token %s in %.1f ms", name, (time.perf_counter() - started) * 1000
-            )
+            logger.debug("introspected token %s in %.1f ms", name, took * 1000)
+            self._called("success", took, name, None)
             if self._outage is not None:
                 self._outage = None
-                logger.warning("introspection endpoint is back")
+                self._telemetry.emit(IssuerBack(issuer=settings.issuer, endpoint="introspection"))
             return answer
+        # Logged by the event's listener: a failing answer about one token at INFO (an outage
+        # only if many tokens get the same), a refusal of the call at ERROR.
+        self._called(failure.kind, took, name, failure.explain())
         if failure.unreachable:  # the network (a timeout included): an outage for every token
             self._open_outage(failure)
-        elif failure.transient:  # one answer; an outage only if many tokens get the same
-            logger.info("introspection of token %s failed: %s", name, failure.explain())
-        else:
-            logger.error("introspection failed: %s", failure.explain())
         raise failure
+
+    def _called(self, result: str, took: float, name: str, detail: str | None) -> None:
+        self._telemetry.emit(
+            IntrospectionCalled(
+                issuer=self._settings.issuer,
+                result=result,
+                duration=took,
+                fingerprint=name,
+                detail=detail,
+            )
+        )
 
     def cached(self) -> list[tuple[bytes, object]]:
         """Everything stored in both caches (for inspection and tests)."""

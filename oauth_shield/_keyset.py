@@ -53,6 +53,7 @@ from typing import Any
 import httpx
 
 from ._config import Settings
+from ._diagnosis import printable
 from ._discovery import Discovery
 from ._errors import InvalidTokenError, Reason, TemporarilyUnavailableError
 from ._http import FetchError, HTTPClient
@@ -60,6 +61,15 @@ from ._jose import Verifier
 from ._keys import MAX_KEYS, KeySet, import_key_set
 from ._shared import SharedCache, number
 from ._singleflight import SingleFlight
+from ._telemetry import LOG_ONLY, Telemetry
+from .events import (
+    IssuerBack,
+    IssuerUnavailable,
+    KeySetFetched,
+    KeySetFetchSuppressed,
+    KeySetRotated,
+    StaleKeysUsed,
+)
 
 logger = logging.getLogger("oauth_shield.keys")
 
@@ -79,6 +89,9 @@ FETCHES_PER_WINDOW = 2
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+
+#: The span attribute naming what started a key-set fetch.
+TRIGGER = "oauth_shield.jwks.trigger"
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age=(\d{1,10})(?:$|[,\s])", re.IGNORECASE)
 
@@ -118,6 +131,7 @@ class RemoteKeySet:
         wall: Callable[[], float] = time.time,
         shared: SharedCache | None = None,
         on_keys_removed: Callable[[], None] = lambda: None,
+        telemetry: Telemetry = LOG_ONLY,
     ) -> None:
         self._settings = settings
         # Where the keys come from: jwks_uri, else the metadata of the issuer.
@@ -131,6 +145,7 @@ class RemoteKeySet:
         self._http = http
         self._monotonic = monotonic
         self._on_keys_removed = on_keys_removed
+        self._telemetry = telemetry
         self._state = _State()
         self._flight: SingleFlight[str, None] = SingleFlight()
         self._backoff = FIRST_BACKOFF
@@ -173,6 +188,7 @@ class RemoteKeySet:
         must then not be used as if nobody could refresh it."""
         if self._refresh_requested or now < state.retry_at:
             return True
+        trigger = "retry" if state.failed else "age"
         loop = self._loop
         if loop is None or loop.is_closed() or not loop.is_running():
             return False
@@ -182,10 +198,10 @@ class RemoteKeySet:
         except RuntimeError:  # no running loop in this thread
             running = None
         if running is loop:
-            self._start_fetch()
+            self._start_fetch(trigger)
             return True
         try:
-            loop.call_soon_threadsafe(self._start_fetch)
+            loop.call_soon_threadsafe(self._start_fetch, trigger)
         except RuntimeError:  # the loop closed meanwhile
             self._refresh_requested = False
             return False
@@ -197,12 +213,12 @@ class RemoteKeySet:
         """Bind to the running loop and warm the cache in the background."""
         self._loop = asyncio.get_running_loop()
         if self._state.keys is None:
-            self._start_fetch()
+            self._start_fetch("start")
 
     async def refresh(self) -> FetchError | None:
         """Fetch now, whatever the timers say (joining a fetch in flight); the failure, if any."""
         self._loop = asyncio.get_running_loop()
-        await asyncio.shield(self._start_fetch())
+        await asyncio.shield(self._start_fetch("check"))
         if self._state.keys is not None and not self._state.failed:
             return None
         return self.last_failure or FetchError("no_usable_keys")
@@ -218,8 +234,9 @@ class RemoteKeySet:
         state = self._state
         gate = max(state.retry_at, self._window_opens()) if found is Need.KID else state.retry_at
         if "jwks" in self._flight or self._monotonic() >= gate:
-            await asyncio.shield(self._start_fetch())
+            await asyncio.shield(self._start_fetch(_trigger(found, state)))
         elif found is Need.KID:
+            self._telemetry.emit(KeySetFetchSuppressed(issuer=self.issuer))
             raise InvalidTokenError(Reason.UNKNOWN_KID)
         state = self._state
         if state.keys is None or self._monotonic() >= state.stale_until:
@@ -240,14 +257,22 @@ class RemoteKeySet:
             return -math.inf
         return started[0] + self._settings.jwks_cooldown
 
-    def _start_fetch(self) -> asyncio.Task[None]:
-        return self._flight.start("jwks", self._fetch)
+    def _start_fetch(self, trigger: str = "start") -> asyncio.Task[None]:
+        return self._flight.start("jwks", lambda: self._fetch_traced(trigger))
 
-    async def _fetch(self) -> None:
+    async def _fetch_traced(self, trigger: str) -> None:
+        with self._telemetry.span("oauth_shield.jwks.fetch", {TRIGGER: trigger}) as span:
+            seq = self._seq + 1
+            await self._fetch(trigger)
+            if self._state.seq != seq and self.last_failure is not None:
+                span.fail(self.last_failure.kind)
+
+    async def _fetch(self, trigger: str = "start") -> None:
         self._seq += 1
         seq = self._seq
         started = self._monotonic()
         self._started = (*self._started, started)[-FETCHES_PER_WINDOW:]
+        clock = time.perf_counter()
         try:
             document, life = await self._document()
             if (failure := FetchError.from_marker(document)) is not None:
@@ -259,15 +284,19 @@ class RemoteKeySet:
             if keys is None or not keys.index:
                 raise self._unusable(document, keys)
         except FetchError as error:
+            self._fetched(trigger, error.kind, error.url, clock, 0)
             self._failed(seq, error)
             return
         except Exception:  # a bug must not leave the key set without a verdict
             logger.exception("key set fetch failed unexpectedly")
+            self._fetched(trigger, "internal_error", None, clock, 0)
             self._failed(seq, FetchError("internal_error"))
             return
         finally:
             self.fetches += 1
             self._refresh_requested = False
+        url = document.get("url")
+        self._fetched(trigger, "success", url if isinstance(url, str) else None, clock, len(keys))
         self._install(seq, keys, document, life)
         logger.debug(
             "key set: %d usable keys %s in %.1f ms",
@@ -342,6 +371,22 @@ class RemoteKeySet:
         self.last_failure = None
         if old.keys is not None and not keys.thumbprints >= old.keys.thumbprints:
             self._on_keys_removed()
+        if old.keys is not None and keys.thumbprints != old.keys.thumbprints:
+            self._telemetry.emit(_rotation(self.issuer, old.keys, keys))
+        if old.failed:
+            self._telemetry.emit(IssuerBack(issuer=self.issuer, endpoint="jwks"))
+
+    def _fetched(self, trigger: str, result: str, url: str | None, clock: float, keys: int) -> None:
+        self._telemetry.emit(
+            KeySetFetched(
+                issuer=self.issuer,
+                trigger=trigger,
+                result=result,
+                url=url,
+                duration=time.perf_counter() - clock,
+                keys=keys,
+            )
+        )
 
     def _unusable(self, document: dict[str, Any], keys: KeySet | None) -> FetchError:
         """A key set without a key we may use, with why (each skipped key is at DEBUG)."""
@@ -363,16 +408,17 @@ class RemoteKeySet:
         state = self._state
         self._state = replace(state, failed=True, retry_at=now + self._backoff)
         self._backoff = min(self._backoff * 2, max(self._settings.jwks_cooldown, FIRST_BACKOFF))
+        issuer = self._settings.issuer
         if state.keys is not None and now < state.stale_until:
-            logger.warning(
-                "key set refresh failed: %s; using the last known good keys, %.0f s old",
-                error.explain(),
-                now - state.fetched_at,
+            age = now - state.fetched_at
+            self._telemetry.emit(
+                StaleKeysUsed(issuer=issuer, age=age, failure=error.kind, detail=error.explain())
             )
         else:
-            logger.error(
-                "key set fetch failed: %s; tokens cannot be checked until it works (503)",
-                error.explain(),
+            self._telemetry.emit(
+                IssuerUnavailable(
+                    issuer=issuer, endpoint="jwks", failure=error.kind, detail=error.explain()
+                )
             )
 
     def _ttl(self, headers: httpx.Headers) -> float:
@@ -392,3 +438,23 @@ class RemoteKeySet:
 
     async def aclose(self) -> None:
         await self._flight.aclose()
+
+
+def _trigger(found: Need, state: _State) -> str:
+    """Why a request fetches: an unknown kid, a retry after a failure, the first keys, age."""
+    if found is Need.KID:
+        return "unknown_kid"
+    if state.failed:
+        return "retry"
+    return "start" if state.keys is None else "age"
+
+
+def _rotation(issuer: str, old: KeySet, new: KeySet) -> KeySetRotated:
+    """What changed between two key sets; kids (from the network) made printable."""
+    return KeySetRotated(
+        issuer=issuer,
+        added=tuple(printable(kid) for kid in sorted(new.kids - old.kids)),
+        removed=tuple(printable(kid) for kid in sorted(old.kids - new.kids)),
+        keys_added=len(new.thumbprints - old.thumbprints),
+        keys_removed=len(old.thumbprints - new.thumbprints),
+    )

@@ -31,6 +31,7 @@ from ._http import FetchError, HTTPClient
 from ._issuers import is_template
 from ._keyset import RemoteKeySet
 from ._shared import SharedCache
+from ._telemetry import LOG_ONLY, Telemetry
 
 
 class KeySources:
@@ -43,6 +44,7 @@ class KeySources:
         clock: Clock,
         shared: SharedCache | None,
         on_keys_removed: Callable[[], None],
+        telemetry: Telemetry = LOG_ONLY,
     ) -> None:
         self.discoveries: dict[str, Discovery] = {}
         self.by_issuer: dict[str, RemoteKeySet] = {}
@@ -51,6 +53,7 @@ class KeySources:
             discovery = None
             if not is_template(issuer):
                 discovery = Discovery(issuer, http, clock.monotonic, wall=clock.time, shared=shared)
+                discovery.telemetry = telemetry
                 self.discoveries[issuer] = discovery
             url = settings.jwks_uris.get(issuer)
             source = "jwks_uri " + url if url is not None else "metadata " + issuer
@@ -66,6 +69,7 @@ class KeySources:
                     wall=clock.time,
                     shared=shared,
                     on_keys_removed=on_keys_removed,
+                    telemetry=telemetry,
                 )
             self.by_issuer[issuer] = keys
         self.key_sets = tuple(by_source.values())

@@ -53,6 +53,8 @@ from ._config import Settings, shown
 from ._errors import ConfigurationError
 from ._json import parse_object
 from ._secret import Secret
+from ._telemetry import LOG_ONLY, Telemetry
+from .events import SharedEntryRejected, SharedTierBack, SharedTierDown
 
 logger = logging.getLogger("oauth_shield.shared")
 
@@ -120,6 +122,10 @@ class SharedCache:
         self._down_until = -math.inf
         self._down = False
         self._forged = False
+        self.telemetry: Telemetry = LOG_ONLY  # the validator's (events, metrics)
+        self.hits: dict[str, int] = {}  # per kind (jwks, metadata, introspection): found...
+        self.misses: dict[str, int] = {}  # ...or not, at the first look of once()
+        self.issuer = issuer
 
     @property
     def owned(self) -> bool:
@@ -129,6 +135,11 @@ class SharedCache:
     @property
     def available(self) -> bool:
         return self._monotonic() >= self._down_until
+
+    @property
+    def down(self) -> bool:
+        """Whether the last operation failed (the tier is out of use, or being retried)."""
+        return self._down or self._down_until == math.inf
 
     def key(self, kind: str, *parts: str, issuer: str | None = None) -> str:
         """The key of a ``kind`` of entry, under the namespace of ``issuer`` (default: the
@@ -198,9 +209,7 @@ class SharedCache:
         if self._mac_key is not None and not hmac.compare_digest(mac, self._mac(text)):
             if not self._forged:  # once per process: a flood of forgeries is one line
                 self._forged = True
-                logger.error(
-                    "a shared cache entry failed authentication; entries like it are ignored"
-                )
+                self.telemetry.emit(SharedEntryRejected(issuer=self.issuer))
             return None
         envelope = parse_object(text)
         if envelope is None or envelope.get("v") != FORMAT or envelope.get("key") != key:
@@ -234,8 +243,11 @@ class SharedCache:
         ``produce()``, published for the others. ``produce`` returns the value and its TTL and
         takes at most ``budget`` seconds."""
         found = await self.get(key, bound)
+        kind = key.split(":", 3)[2]
         if found is not None and accept(found[0]):
+            self.hits[kind] = self.hits.get(kind, 0) + 1
             return found
+        self.misses[kind] = self.misses.get(kind, 0) + 1
         lock, lease = key + ":lock", budget + LEASE_MARGIN
         token = self._seal(lock, {"holder": secrets.token_hex(8)}, lease)
         taken = await self._call(
@@ -295,16 +307,15 @@ class SharedCache:
         if failure is None:
             if self._down:
                 self._down = False
-                logger.warning("shared cache is back")
+                self.telemetry.emit(SharedTierBack(issuer=self.issuer))
             return result
         self._down_until = self._monotonic() + OUTAGE_BACKOFF
-        if not self._down:
-            self._down = True
-            logger.warning(
-                "shared cache unavailable (%s); using the in-process cache, retrying in %.0f s",
-                failure,
-                OUTAGE_BACKOFF,
+        first, self._down = not self._down, True
+        self.telemetry.emit(
+            SharedTierDown(
+                issuer=self.issuer, error_type=failure, retry_in=OUTAGE_BACKOFF, first=first
             )
+        )
         return default
 
     def renew(self, keep: Callable[[object], None]) -> None:

@@ -39,11 +39,14 @@ from . import _fork
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
 from ._config import DPoPMode
-from ._dpop import DPoPRequest, DPoPSettings
+from ._dpop import DPoPRequest, DPoPSettings, Proof
 from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
+from ._health import health_document
 from ._options import configured
+from ._telemetry import BEARER, DPOP, Sink, token_kind
 from ._token import AccessToken
 from ._validator import CLOSED, TokenValidator
+from .events import Listener
 
 logger = logging.getLogger("oauth_shield.sync")
 
@@ -226,8 +229,11 @@ class SyncTokenValidator:
             raise RuntimeError(CLOSED)
         validator = self._validator
         required = required_scopes(scopes)
+        sink = validator._telemetry.sink  # None unless telemetry is on: the one check
+        if sink is not None:
+            return self._observed(sink, token, required, requester, dpop)
         try:
-            if dpop is None:
+            if dpop is None:  # the hot path, written out
                 result = validator._check_local(token, required)
                 if isinstance(result, AccessToken):
                     return result
@@ -235,22 +241,66 @@ class SyncTokenValidator:
             proof, found = validator._dpop_local(token, dpop)
             if not isinstance(found, AccessToken):
                 found = self._fetched(found, requester)
-            accepted = validator._bound(found, proof, required)
-            if not validator._first_use_here(proof):
-                self._on_loop(
-                    lambda: validator._remote_first_use(proof), Reason.REPLAY_STORE_UNAVAILABLE
-                )
-            return accepted
+            return self._with_proof(found, proof, required)
         except AuthError as error:
-            if dpop is not None and validator.settings.dpop != "disabled":
-                error.scheme = "DPoP"
-            validator._log_rejection(error, token)
+            validator._refused(error, token, dpop)
             raise
 
-    def _fetched(self, pending: Any, requester: str | None) -> AccessToken:
-        """The token's remote half, on the loop thread."""
+    def _observed(
+        self,
+        sink: Sink,
+        token: str,
+        required: frozenset[str],
+        requester: str | None,
+        dpop: DPoPRequest | None,
+    ) -> AccessToken:
+        """:meth:`validate` with telemetry on (see ``TokenValidator._observed``); the network
+        half's span is a child of this thread's current span."""
         validator = self._validator
-        return self._on_loop(lambda: validator._remote(pending, requester), pending.waits_for)
+        started, waited = time.perf_counter(), False
+        verified = validator._verified
+        misses = verified.misses
+        try:
+            proof = None
+            if dpop is None:
+                result = validator._check_local(token, required)
+            else:
+                proof, result = validator._dpop_local(token, dpop)
+            if isinstance(result, AccessToken):
+                if verified.misses == misses:
+                    verified.hits += 1
+            else:
+                waited = True
+                result = self._fetched(result, requester, sink.parent())
+                if proof is None:
+                    result = validator._as_bearer(result, required)
+            if proof is not None:
+                result = self._with_proof(result, proof, required)
+        except AuthError as error:
+            validator._refused(error, token, dpop, started, waited)
+            raise
+        sink.accepted(result, BEARER if dpop is None else DPOP, token_kind(token), started, waited)
+        return result
+
+    def _with_proof(
+        self, token: AccessToken, proof: Proof, required: frozenset[str]
+    ) -> AccessToken:
+        """The binding and the scopes, then the replay store: in this thread when it is this
+        process's, on the loop thread when it is in Redis."""
+        validator = self._validator
+        accepted = validator._bound(token, proof, required)
+        if not validator._first_use_here(proof):
+            self._on_loop(
+                lambda: validator._remote_first_use(proof), Reason.REPLAY_STORE_UNAVAILABLE
+            )
+        return accepted
+
+    def _fetched(self, pending: Any, requester: str | None, parent: object = None) -> AccessToken:
+        """The token's remote half, on the loop thread (``parent``: the caller's trace)."""
+        validator = self._validator
+        return self._on_loop(
+            lambda: validator._remote(pending, requester, parent), pending.waits_for
+        )
 
     @property
     def dpop_settings(self) -> DPoPSettings:
@@ -283,6 +333,15 @@ class SyncTokenValidator:
                 break
         logger.warning("validation on the event loop thread failed: %s", failure)
         raise TemporarilyUnavailableError(waits_for)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Send this validator's events to ``listener`` (see
+        :meth:`TokenValidator.subscribe`); returns the function that unsubscribes it."""
+        return self._validator.subscribe(listener)
+
+    def health(self) -> dict[str, Any]:
+        """The health document (see :meth:`TokenValidator.health`), read in this thread."""
+        return health_document(self._validator)
 
     def start(self) -> None:
         """Start warming the caches on the loop thread, and return at once (see

@@ -16,8 +16,10 @@ import logging
 import os
 import ssl
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
+from time import perf_counter
 from types import MappingProxyType, TracebackType
 from typing import Any, NamedTuple, Self, Unpack, cast
 
@@ -53,6 +55,7 @@ from ._errors import (
     MissingTokenError,
     Reason,
 )
+from ._health import health_document
 from ._http import FetchError, HTTPClient, check_urls
 from ._introspector import Introspector
 from ._jose import (
@@ -76,8 +79,10 @@ from ._replay import (
 )
 from ._secret import Secret, as_secret
 from ._shared import shared_cache
+from ._telemetry import BEARER, DPOP, Sink, Telemetry, token_kind
 from ._token import AccessToken, fingerprint, text_fingerprint
 from ._urls import Forwarded
+from .events import ConfigurationSuspected, Listener
 
 logger = logging.getLogger("oauth_shield.validator")
 config_logger = logging.getLogger("oauth_shield.config")
@@ -320,6 +325,8 @@ class TokenValidator:
         self._diagnoses: dict[Reason, int] = {}
         self._diagnosis_lock = threading.Lock()  # the sync facade refuses in many threads
         self._clock: Clock = clock or SystemClock()
+        # Events, metrics and spans of this validator (oauth_shield.events, oauth_shield.otel).
+        self._telemetry = telemetry = Telemetry(self.settings.issuer)
         self._http = HTTPClient(
             timeout=http_timeout,
             max_bytes=max_response_bytes,
@@ -350,6 +357,9 @@ class TokenValidator:
                 "(issuer %s)",
                 self._named_issuers,
             )
+        self._http.telemetry = telemetry
+        if self._shared is not None:
+            self._shared.telemetry = telemetry
         self._verified: BoundedCache[AccessToken] = BoundedCache(verified_cache_size)
         self._known_headers: dict[str, Header] = {}
         self._scope_memo = ScopeMemo()  # this validator's, bounded: never module state
@@ -359,6 +369,7 @@ class TokenValidator:
             self._clock,
             self._shared,
             self._verified.clear,
+            telemetry,
         )
         # One plain issuer: no selection, the one key set (today's direct path). Otherwise
         # each token's iss selects the key set that may verify it.
@@ -398,6 +409,7 @@ class TokenValidator:
         self._loop: asyncio.AbstractEventLoop | None = None  # the one the network work runs on
         self._guard: AsyncGenerator[None, None] | None = None  # see _closes_with()
         self._closed = False
+        telemetry.owner = weakref.ref(self)
         _fork.register(self)
 
     def _make_introspector(self) -> Introspector | None:
@@ -417,6 +429,7 @@ class TokenValidator:
             self._clock,
             self._shared,
             scopes=self._scope_memo,
+            telemetry=self._telemetry,
         )
 
     def _dpop_setup(
@@ -680,8 +693,11 @@ class TokenValidator:
         if self._closed or self._loop is not asyncio.get_running_loop():
             await self._enter_loop()
         required = required_scopes(scopes)
+        sink = self._telemetry.sink  # None unless telemetry is on: the hot path's one check
+        if sink is not None:
+            return await self._observed(sink, token, required, requester, dpop)
         try:
-            if dpop is None:
+            if dpop is None:  # the hot path, written out
                 result = self._check_local(token, required)
                 if isinstance(result, AccessToken):
                     return result
@@ -689,14 +705,60 @@ class TokenValidator:
             proof, found = self._dpop_local(token, dpop)
             if not isinstance(found, AccessToken):
                 found = await self._check_remote(found, requester)
-            accepted = self._bound(found, proof, required)
-            await self._first_use(proof)
-            return accepted
+            return await self._with_proof(found, proof, required)
         except AuthError as error:
-            if dpop is not None and self.settings.dpop != "disabled":
-                error.scheme = "DPoP"  # its challenge is the DPoP one (RFC 9449 §7.1)
-            self._log_rejection(error, token)
+            self._refused(error, token, dpop)
             raise
+
+    async def _observed(
+        self,
+        sink: Sink,
+        token: str,
+        required: frozenset[str],
+        requester: str | None,
+        dpop: DPoPRequest | None,
+    ) -> AccessToken:
+        """:meth:`validate` with telemetry on: timed and counted, its network half traced."""
+        started, waited = perf_counter(), False
+        verified = self._verified
+        misses = verified.misses
+        try:
+            proof = None
+            if dpop is None:
+                result = self._check_local(token, required)
+            else:
+                proof, result = self._dpop_local(token, dpop)
+            if isinstance(result, AccessToken):
+                if verified.misses == misses:  # a hit (a miss counts itself, where it is paid)
+                    verified.hits += 1
+            else:
+                waited = True
+                remote = self._check_remote(result, requester)
+                result = await sink.remote(remote, _kind(result))
+                if proof is None:
+                    result = self._as_bearer(result, required)
+            if proof is not None:
+                result = await self._with_proof(result, proof, required)
+        except AuthError as error:
+            self._refused(error, token, dpop, started, waited)
+            raise
+        sink.accepted(result, BEARER if dpop is None else DPOP, token_kind(token), started, waited)
+        return result
+
+    def _refused(
+        self,
+        error: AuthError,
+        token: object,
+        dpop: DPoPRequest | None,
+        started: float = 0.0,
+        waited: bool = False,
+    ) -> None:
+        """Log and count a refusal; one that came with a proof gets the DPoP challenge."""
+        scheme = BEARER
+        if dpop is not None and self.settings.dpop != "disabled":
+            error.scheme = "DPoP"  # its challenge is the DPoP one (RFC 9449 §7.1)
+            scheme = DPOP
+        self._log_rejection(error, token, scheme, started, waited)
 
     def _check_local(self, token: object, required: frozenset[str]) -> AccessToken | _Pending:
         """A bearer token's validation, as far as it goes without I/O; safe from any thread."""
@@ -734,6 +796,15 @@ class TokenValidator:
     def _bound(self, token: AccessToken, proof: Proof, required: frozenset[str]) -> AccessToken:
         check_binding(proof, token.jkt)  # RFC 9449 §7.1: the token's key made the proof
         return grant(token, required)
+
+    async def _with_proof(
+        self, token: AccessToken, proof: Proof, required: frozenset[str]
+    ) -> AccessToken:
+        """The binding and the scopes, then (last, so only otherwise valid requests fill it)
+        the replay store."""
+        accepted = self._bound(token, proof, required)
+        await self._first_use(proof)
+        return accepted
 
     async def _first_use(self, proof: Proof) -> None:
         if not await self._replay.first_use(proof.replay_key, proof.expires_at):
@@ -819,12 +890,16 @@ class TokenValidator:
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
         return None
 
-    async def _remote(self, pending: _Pending, requester: str | None = None) -> AccessToken:
+    async def _remote(
+        self, pending: _Pending, requester: str | None = None, parent: object = None
+    ) -> AccessToken:
         """:meth:`_check_remote` for a caller that did not enter through :meth:`validate`
-        (the sync facade, on its loop thread)."""
+        (the sync facade, on its loop thread; ``parent`` is the caller's trace context)."""
         if self._closed or self._loop is not asyncio.get_running_loop():
             await self._enter_loop()
-        return await self._check_remote(pending, requester)
+        remote = self._check_remote(pending, requester)
+        sink = self._telemetry.sink
+        return await (remote if sink is None else sink.remote(remote, _kind(pending), parent))
 
     async def _remote_first_use(self, proof: Proof) -> None:
         """:meth:`_first_use` for the sync facade, on its loop thread (a shared store)."""
@@ -880,15 +955,21 @@ class TokenValidator:
             known.clear()
         known[jws.header_b64] = jws.header
 
-    def _log_rejection(self, error: AuthError, token: object) -> None:
+    def _log_rejection(
+        self,
+        error: AuthError,
+        token: object,
+        scheme: str = BEARER,
+        started: float = 0.0,
+        waited: bool = False,
+    ) -> None:
+        """A refusal: its configuration diagnosis (the first time), its event (the INFO line
+        ``token <fingerprint> refused: <reason>``) and its metrics."""
         if error.reason in self._undiagnosed:
             self._diagnose(error.reason, token)
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        name = "-"
-        if isinstance(token, str) and len(token) <= self.settings.max_token_size:
-            name = text_fingerprint(token)
-        logger.info("token %s refused: %s", name, error.reason.value)
+        if isinstance(token, str) and len(token) > self.settings.max_token_size:
+            token = None  # named "-", as a value that is no string
+        self._telemetry.refused(error, token, scheme, started, waited)
 
     def _diagnose(self, reason: Reason, token: object) -> None:
         """One WARNING, the first time a reason that usually means misconfiguration refuses a
@@ -905,7 +986,33 @@ class TokenValidator:
                 return
             self._undiagnosed.discard(reason)
         if warning is not None:
-            config_logger.warning("%s (logged once per validator)", warning)
+            self._telemetry.emit(
+                ConfigurationSuspected(
+                    issuer=self.settings.issuer, reason=reason.value, message=warning
+                )
+            )
+
+    # --- operations ------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Send this validator's events (:mod:`oauth_shield.events`) to ``listener``, a
+        callable taking one event, called synchronously where the event happens; returns the
+        function that unsubscribes it. A listener that raises is logged once and never breaks
+        a validation."""
+        return self._telemetry.subscribe(listener)
+
+    async def health(self) -> dict[str, Any]:
+        """A health document: whether tokens can be checked now, from what the validator
+        knows (it fetches nothing). A plain JSON-able dict without any secret:
+        ``status`` (``ok``, ``degraded`` or ``failing``), the issuer, the key set's state and
+        age, the last fetch's result, introspection and the shared tier (docs/operations.md).
+        """
+        return health_document(self)
+
+
+def _kind(pending: _Pending) -> str:
+    """The ``token_kind`` of a validation that waits for the network."""
+    return token_kind(pending.token) if isinstance(pending, _NeedIntrospection) else "jwt"
 
 
 def readiness_error(failure: FetchError, what: str) -> ConfigurationError | IssuerUnavailableError:

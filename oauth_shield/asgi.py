@@ -144,6 +144,8 @@ class BearerAuthMiddleware:
         ``"disabled"`` where the validator's is ``"allowed"``). For another policy under one
         prefix, mount that part of the application behind a second middleware with the same
         validator (docs/dpop.md).
+    :param health_path: answer the validator's health document here (``"/healthz"``),
+        without a token: 200 when ``ok`` or ``degraded``, 503 when ``failing``, never cached.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class BearerAuthMiddleware:
         check_at_startup: bool = False,
         resource: ResourceOption = None,
         dpop: DPoPMode | None = None,
+        health_path: str | None = None,
     ) -> None:
         if not isinstance(validator, TokenValidator):
             raise ConfigurationError("validator must be a TokenValidator")
@@ -179,6 +182,11 @@ class BearerAuthMiddleware:
         self.exempt_options = exempt_options
         described = self.guard.resource
         self._metadata_path = None if described is None else described.metadata_path
+        if health_path is not None and not (
+            isinstance(health_path, str) and health_path.startswith("/")
+        ):
+            raise ConfigurationError("health_path must be a path such as /healthz")
+        self._health_path = health_path
         self._api_key_header = settings.api_key_header.lower().encode("latin-1")
 
     def required_for(self, path: str, root_path: str = "") -> Requirement:
@@ -199,6 +207,12 @@ class BearerAuthMiddleware:
         try:
             if self._metadata_path is not None and self._is_metadata(scope):
                 await self._metadata(scope, send)
+                return
+            if self._health_path is not None and self._is_health(scope):
+                status, headers, body = await self.guard.health()
+                if scope["method"] not in ("GET", "HEAD"):
+                    status, headers, body = 405, {"Allow": "GET, HEAD"}, b""
+                await _send_response(send, "http.response", status, headers, body)
                 return
             required = self.rules.required(scope["path"], scope.get("root_path", ""))
             if required is None:
@@ -264,6 +278,12 @@ class BearerAuthMiddleware:
         if scope["type"] != "http" or WELL_KNOWN not in path:  # the cheap test first
             return False
         return route_paths(path, scope.get("root_path", ""))[0] == self._metadata_path
+
+    def _is_health(self, scope: Scope) -> bool:
+        """Whether the application would route this request on the health path."""
+        if scope["type"] != "http":
+            return False
+        return route_paths(scope["path"], scope.get("root_path", ""))[0] == self._health_path
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         """The RFC 9728 document, to anyone: a client reads it before it has a token."""

@@ -222,6 +222,19 @@ class FastAPIShield(SecurityBase):
         self._apps.append(app)
         return app
 
+    def health_route(self, app: FastAPI, path: str = "/healthz") -> FastAPI:
+        """Serve the validator's health document at ``path`` without a token: 200 when
+        ``ok`` or ``degraded``, 503 when ``failing``, never cached (docs/operations.md);
+        returns ``app``."""
+        guard = self.guard
+
+        async def health() -> Response:
+            status, headers, body = await guard.health()
+            return Response(body, status, headers)
+
+        app.add_api_route(path, health, methods=["GET"], include_in_schema=False)
+        return app
+
     def _lifespan(self, inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Any]:

@@ -27,6 +27,9 @@ With a :class:`ProtectedResource` (``Guard(..., resource=...)``), every refusal 
 API's RFC 9728 metadata, and the adapter answers ``guard.metadata()`` at
 ``guard.resource.metadata_path`` without authentication.
 
+Health probes: ``await guard.health()`` (``guard.health_sync()`` with a sync validator) is
+the answer to serve, without authentication, at the application's health path.
+
 Routing frameworks that decide protection by path use :class:`PathRules`, which decides on
 every path the framework could route the request on.
 """
@@ -49,7 +52,15 @@ from ._bearer import (
 from ._claims import required_scopes
 from ._config import DPoPMode
 from ._extension import EXTENSION, ShieldExtension, current
-from ._guard import Guard, Identity, RequestCredentials, RequestTarget, ResourceOption
+from ._guard import (
+    Guard,
+    HealthResponse,
+    Identity,
+    RequestCredentials,
+    RequestTarget,
+    ResourceOption,
+    health_response,
+)
 from ._options import ADAPTER_FIELDS, AdapterSettings, options_from
 from ._paths import PathRules, Requirement, route_paths
 from ._resource import DEFAULT_METADATA_MAX_AGE, WELL_KNOWN, MetadataResponse, ProtectedResource
@@ -66,6 +77,7 @@ __all__ = [
     "DPoPMode",
     "ErrorResponse",
     "Guard",
+    "HealthResponse",
     "Identity",
     "MetadataResponse",
     "PathRules",
@@ -78,6 +90,7 @@ __all__ = [
     "current",
     "error_response",
     "form_tokens",
+    "health_response",
     "may_carry_form_token",
     "required_scopes",
     "route_paths",

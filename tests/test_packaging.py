@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("oauth_shield", "flask_oauth_shield", "quart_oauth_shield")
 REPOSITORY = "https://github.com/oauth-shield/oauth-shield"
 #: The extras a clean install must not need for the validator, the middleware and the adapters.
-EXTRA_ONLY = ("authlib", "aiocache", "redis")
+EXTRA_ONLY = ("authlib", "aiocache", "redis", "opentelemetry")
 #: How long a server started in a subprocess may take to answer its first request.
 START_TIMEOUT = 30.0
 
@@ -213,6 +213,15 @@ def test_downstream_without_authlib_names_its_extra(tmp_path: Path) -> None:
     assert "pip install 'oauth-shield[downstream]'" in result.stderr.splitlines()[-1]
 
 
+def test_otel_without_opentelemetry_names_its_extra(tmp_path: Path) -> None:
+    result = run(
+        [sys.executable, "-c", blocked(("opentelemetry",)) + "import oauth_shield.otel"],
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "pip install 'oauth-shield[otel]'" in result.stderr.splitlines()[-1]
+
+
 @pytest.mark.parametrize("shared", ["redis_url", "cache"])
 def test_a_shared_cache_without_aiocache_names_its_extra(
     shared: str, monkeypatch: pytest.MonkeyPatch
@@ -328,6 +337,7 @@ def test_the_metadata_names_licence_links_classifiers_and_extras(built: Built) -
         "fastmcp",
         "flask",
         "mcp",
+        "otel",
         "quart",
         "redis",
     }
@@ -406,6 +416,10 @@ try:
     TokenValidator(issuer="https://as.example", audience="x", redis_url="redis://127.0.0.1:1/0")
 except ImportError as error:
     report["redis"] = str(error)
+try:
+    import oauth_shield.otel
+except ImportError as error:
+    report["otel"] = str(error)
 print(json.dumps(report))
 """
 
@@ -468,6 +482,7 @@ def test_the_installed_wheel_protects_a_quart_and_a_flask_app(built: Built, tmp_
     assert found["missing"] == list(EXTRA_ONLY)
     assert "pip install 'oauth-shield[downstream]'" in found["downstream"]
     assert "pip install 'oauth-shield[redis]'" in found["redis"]
+    assert "pip install 'oauth-shield[otel]'" in found["otel"]
 
     # The user's mypy --strict over the installed packages: py.typed shipped, views stay typed.
     (home / "apps.py").write_text(USER_APPS)

@@ -1,4 +1,5 @@
-"""The leak canary: every path, unique canary tokens and secrets, every logger at DEBUG.
+"""The leak canary: every path, unique canary tokens and secrets, every logger at DEBUG, and
+metrics, tracing (every validation, the subject recorded) and an event listener switched on.
 
 Run 1 installs the redaction filter: no canary may appear in any log record (whoever wrote it),
 response, exception or cache entry. Run 2 does not: the library's own log records, its
@@ -23,13 +24,14 @@ import quart_oauth_shield
 from flask import Flask
 from quart import Quart
 
-from oauth_shield import AuthError, SyncTokenValidator, TokenValidator
+from oauth_shield import AuthError, SyncTokenValidator, TokenValidator, events
 from oauth_shield import logging as shield_logging
 from oauth_shield.apikeys import APIKeyStore, new_key
 from oauth_shield.asgi import BearerAuthMiddleware
 from oauth_shield.downstream import ClientCredentialsAuth, DownstreamAuthError, TokenExchanger
 from oauth_shield.testing import LocalIssuer, SigningKey, loopback_socket, serve_asgi, serve_wsgi
 from tests.conftest import answer_lifespan
+from tests.telemetry import recorded
 
 pytestmark = pytest.mark.integration
 
@@ -301,6 +303,35 @@ async def downstream_calls(
     evidence.said.append(repr(own) + repr(exchanger) + repr(exchanger._cache.items()))
 
 
+@contextlib.contextmanager
+def observed(evidence: Evidence) -> Iterator[None]:
+    """Metrics, spans and events on for every validator; afterwards everything they hold (span
+    names, attributes, statuses and events, metric names and attributes, event fields) joins
+    what must hold no canary."""
+    told: list[events.Event] = []
+    unsubscribe = events.subscribe(told.append)
+    try:
+        with recorded(trace_all=True, record_subject=True) as seen:
+            yield
+            spans, metrics = seen.spans(), seen.metrics()
+    finally:
+        unsubscribe()
+    evidence.said += [repr(event) for event in told]
+    for span in spans:
+        inside = [(event.name, dict(event.attributes or {})) for event in span.events]
+        evidence.said.append(
+            f"{span.name} {dict(span.attributes or {})!r} {span.status.description} {inside!r}"
+        )
+    evidence.said += [f"{name} {unit} {points!r}" for name, (unit, points) in metrics.items()]
+    # The positive control: there was something to scan.
+    kinds = {event.kind for event in told}
+    assert {"token_refused", "key_set_fetched", "introspection_called"} <= kinds
+    assert {"oauth_shield.validate", "oauth_shield.jwks.fetch", "GET", "POST"} <= {
+        span.name for span in spans
+    }
+    assert {"oauth_shield.validations", "oauth_shield.introspection.calls"} <= set(metrics)
+
+
 @pytest.fixture
 def world() -> Iterator[tuple[LocalIssuer, Canaries]]:
     c = Canaries()
@@ -323,7 +354,8 @@ def test_with_the_filter_installed_no_canary_appears_anywhere(
     with capturing() as capture:
         shield_logging.install(secrets=[c.rs_secret, c.service_secret, c.wrong_secret])
         try:
-            asyncio.run(exercise(issuer, c, evidence))
+            with observed(evidence):
+                asyncio.run(exercise(issuer, c, evidence))
         finally:
             shield_logging.uninstall()
     canaries = c.all(issuer)
@@ -338,7 +370,7 @@ def test_without_the_filter_the_library_itself_leaks_nothing(
 ) -> None:
     issuer, c = world
     evidence = Evidence()
-    with capturing() as capture:
+    with capturing() as capture, observed(evidence):
         asyncio.run(exercise(issuer, c, evidence))
     canaries = c.all(issuer)
     ours = [

@@ -363,3 +363,26 @@ def test_resource_metadata_names_every_issuer_known_in_full() -> None:
     assert tenants.authorization_servers == (A, f"https://login.test/{CONTOSO}/v2.0")
     with pytest.raises(ConfigurationError, match="authorization_servers must be given"):
         resource_servers(issuer=TEMPLATE, jwks_uri="https://login.test/keys", any_tenant=True)
+
+
+async def test_health_reports_every_key_set_and_fails_only_when_none_serves(
+    several: ValidatorFactory, issuers: dict[str, LocalIssuer]
+) -> None:
+    validator = several()
+    issuers[B].fault = lambda request: httpx.Response(503)
+    await validator.start()
+    for _ in range(50):  # the background fetches
+        if all(keys.fetches for keys in validator._sources.key_sets):
+            break
+        await asyncio.sleep(0.01)
+    health = await validator.health()
+    assert health["status"] == "degraded"  # A's tokens are still served
+    assert [(k["issuer"], k["state"]) for k in health["key_sets"]] == [(A, "fresh"), (B, "none")]
+    issuers[A].fault = issuers[B].fault
+    both_down = several()
+    await both_down.start()
+    for _ in range(50):
+        if all(keys.fetches for keys in both_down._sources.key_sets):
+            break
+        await asyncio.sleep(0.01)
+    assert (await both_down.health())["status"] == "failing"  # no token can be checked
