@@ -31,7 +31,8 @@ import flask_oauth_shield  # type: ignore[import-untyped,unused-ignore]
 import httpx
 import quart
 import quart_oauth_shield  # type: ignore[import-untyped,unused-ignore]
-from fastapi import FastAPI, Security
+from fastapi import FastAPI, Request, Security
+from fastapi.security import SecurityScopes
 from flask import Flask
 from joserfc.errors import JoseError
 from quart import Quart
@@ -179,6 +180,15 @@ async def fastapi_protected(token: AccessToken = Security(fastapi_shield, scopes
 
 @fastapi_inner.get("/middleware")
 async def fastapi_behind_middleware() -> Items:
+    return BODY
+
+
+async def fastapi_noop_dependency(request: Request, security_scopes: SecurityScopes) -> None:
+    """What FastAPI charges for any Security dependency with the shield's signature."""
+
+
+@fastapi_inner.get("/noop-dependency")
+async def fastapi_noop(token: None = Security(fastapi_noop_dependency, scopes=[SCOPE])) -> Items:
     return BODY
 
 

@@ -19,7 +19,10 @@ per request. Two ratios per pair of routes and per round, medians reported:
 Pairs: ``protected/unprotected`` (the cost of protection, at most 1) and ``protected/peer``
 (above 1: oauth_shield serves more requests than the peer). FastAPI's third route is
 ``/middleware``, the same view behind ``BearerAuthMiddleware``: ``protected/middleware`` near 1
-says the dependency costs what the middleware does. ``quart-otel`` is the Quart app again with
+says the dependency costs what the middleware does; its fourth, ``/noop-dependency``, the view
+behind a ``Security`` dependency that does nothing, with the shield's signature: what FastAPI
+itself charges for any such dependency, so ``protected/noop-dependency`` is the shield's own
+cost. ``quart-otel`` is the Quart app again with
 OpenTelemetry on (``BENCH_OTEL=1``, see bench/apps.py); ``otel_cost_us`` is its protected
 route's server CPU per request minus the plain Quart app's.
 """
@@ -156,11 +159,16 @@ ROUTES = ("unprotected", "protected", "peer")
 PAIRS = (("protected", "unprotected"), ("protected", "peer"))
 #: FastAPI compares its Security dependency with the ASGI middleware in front of the same view.
 FRAMEWORK_ROUTES = {
-    "fastapi": ("unprotected", "protected", "middleware"),
+    "fastapi": ("unprotected", "protected", "middleware", "noop-dependency"),
     "quart-otel": ("unprotected", "protected"),
 }
 FRAMEWORK_PAIRS = {
-    "fastapi": (("protected", "unprotected"), ("protected", "middleware")),
+    "fastapi": (
+        ("protected", "unprotected"),
+        ("protected", "middleware"),
+        ("protected", "noop-dependency"),  # the shield's own cost, FastAPI's taken out
+        ("noop-dependency", "unprotected"),  # what FastAPI charges for any Security dependency
+    ),
     "quart-otel": (("protected", "unprotected"),),
 }
 

@@ -84,10 +84,12 @@ class Shield(ShieldExtension):
         exempt_options: bool,
         dpop: DPoPMode | None,
     ) -> View:
+        is_async = iscoroutinefunction(view)  # asked once, not per request
+
         @wraps(view)
         def protected(*args: Any, **kwargs: Any) -> Any:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            handler = app.ensure_sync(view) if iscoroutinefunction(view) else view
+            handler = app.ensure_sync(view) if is_async else view
             req = request._get_current_object()  # type: ignore[attr-defined]
             if exempt_options and req.method == "OPTIONS":
                 return handler(*args, **kwargs)

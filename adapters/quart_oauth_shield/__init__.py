@@ -88,10 +88,12 @@ class Shield(ShieldExtension):
         exempt_options: bool,
         dpop: DPoPMode | None,
     ) -> View:
+        is_async = iscoroutinefunction(view)  # asked once, not per request
+
         @wraps(view)
         async def protected(*args: Any, **kwargs: Any) -> Any:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            handler = view if iscoroutinefunction(view) else app.ensure_async(view)
+            handler = view if is_async else app.ensure_async(view)
             req = request._get_current_object()  # type: ignore[attr-defined]
             if exempt_options and req.method == "OPTIONS":
                 return await handler(*args, **kwargs)
@@ -121,7 +123,8 @@ async def _presented(req: Request, guard: Guard) -> RequestCredentials:
     body = ""
     if should_scan_form(req.method, headers.get):
         body = cast(str, await req.get_data(as_text=True))
-    proofs = headers.getlist("DPoP")
+    # Where DPoP is off, its headers are not read (see Guard.credentials): no lookup.
+    proofs = headers.getlist("DPoP") if guard.dpop != "disabled" else []
     return RequestCredentials(
         authorization=headers.getlist("Authorization"),
         api_keys=headers.getlist(guard.settings.api_key_header),
