@@ -713,7 +713,6 @@ class TokenValidator:
                 if isinstance(result, AccessToken):
                     return result  # answered without the event loop: no loop to check
                 return self._as_bearer(await self._remote(result, requester), required)
-            await self._bind()  # the replay store may be in Redis, on this loop
             proof, found = self._dpop_local(token, dpop)
             if not isinstance(found, AccessToken):
                 found = await self._remote(found, requester)
@@ -739,7 +738,6 @@ class TokenValidator:
             if dpop is None:
                 result = self._check_local(token, required)
             else:
-                await self._bind()
                 proof, result = self._dpop_local(token, dpop)
             if isinstance(result, AccessToken):
                 if verified.misses == misses:  # a hit (a miss counts itself, where it is paid)
@@ -838,7 +836,9 @@ class TokenValidator:
         """The binding and the scopes, then (last, so only otherwise valid requests fill it)
         the replay store."""
         accepted = self._bound(token, proof, required)
-        await self._first_use(proof)
+        if not self._first_use_here(proof):  # a shared store: on this validator's loop
+            await self._bind()
+            await self._first_use(proof)
         return accepted
 
     async def _first_use(self, proof: Proof) -> None:
