@@ -23,10 +23,8 @@ from ._issuers import EXAMPLE_TENANT, TENANT, Issuers, is_template, parse_issuer
 from ._secret import Secret
 
 # Re-exported: these lived here first, and callers import them from here.
-from ._text import MAX_SHOWN as MAX_SHOWN
-from ._text import json_setting
+from ._text import json_setting, split_list
 from ._text import shown as shown
-from ._text import split_list as split_list
 from ._text import without_credentials as without_credentials
 
 #: RFC 9068 §2.1 asks for asymmetric signatures; these four cover the deployed base.

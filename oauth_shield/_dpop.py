@@ -25,7 +25,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from itertools import islice
+from typing import Any, NamedTuple, Protocol, cast
 
 from ._claims import MAX_TIMESTAMP
 from ._config import MAX_LEEWAY, SUPPORTED_ALGORITHMS, check_count, check_number, check_strings
@@ -39,7 +40,7 @@ from ._errors import (
 from ._jose import _REFUSED_HEADERS, Verifier, b64url_decode
 from ._json import parse_object
 from ._keys import import_public_jwk
-from ._token import confirmation_jkt as confirmation_jkt  # where the claims rules find it
+from ._token import confirmation_jkt as confirmation_jkt  # the binding rule, with check_binding
 from ._urls import Forwarded, normalize_url, request_url
 
 #: ES256 (what RFC 9449's examples use), RSA with either padding, and EdDSA: the clients in use.
@@ -175,18 +176,40 @@ class _ProofKey(NamedTuple):
 _KEYS: dict[str, _ProofKey] = {}
 
 
-def single_proof(values: Iterable[str]) -> str | None:
+def single_proof(values: Iterable[str] | str | None) -> str | None:
     """The one ``DPoP`` header value of a request, or ``None`` if there is none.
 
     RFC 9449 §4.3 check 1: more than one header, or one folded into a list (a JWS has no
-    ``,``), is refused.
+    ``,``), is refused. ``values`` as an adapter may pass them: a list, one string, or
+    ``None`` (``headers.get("DPoP")``); a value that is not a string is a malformed proof.
     """
-    found = [value.strip(" \t") for value in values]
+    if values is None:
+        return None
+    given: Iterable[object]
+    if isinstance(values, str):
+        given = (values,)
+    elif isinstance(values, list | tuple):
+        given = values
+    else:
+        given = _listed(values)
+    found = []
+    for value in given:
+        if type(value) is not str:
+            raise InvalidDPoPProofError(Reason.DPOP_MALFORMED)
+        found.append(value.strip(" \t"))
     if len(found) > 1 or (found and "," in found[0]):
         raise InvalidDPoPProofError(Reason.DPOP_MULTIPLE)
     if found and not found[0]:
         raise InvalidDPoPProofError(Reason.DPOP_MALFORMED)
     return found[0] if found else None
+
+
+def _listed(values: object) -> list[object]:
+    """The first two of any other iterable (two are already too many), or a refusal."""
+    try:
+        return list(islice(cast(Iterable[object], values), 2))
+    except TypeError:
+        raise InvalidDPoPProofError(Reason.DPOP_MALFORMED) from None
 
 
 def check_proof(

@@ -268,6 +268,7 @@ class TemporarilyUnavailableError(AuthError):
         self.retry_after = int(min(max(retry_after, 1), 3600)) if math.isfinite(retry_after) else 5
 
     def headers(self, realm: str | None = None, **challenge: Any) -> dict[str, str]:
+        """The challenge, and ``Retry-After`` (RFC 9110 §10.2.3): when to try again."""
         found = super().headers(realm, **challenge)
         return {**found, "Retry-After": str(self.retry_after)}
 
@@ -357,6 +358,7 @@ class UseDPoPNonceError(InvalidDPoPProofError):
         self.nonce = nonce
 
     def headers(self, realm: str | None = None, **challenge: Any) -> dict[str, str]:
+        """The challenge, and the ``DPoP-Nonce`` the client must put in its next proof."""
         headers = super().headers(realm, **challenge)
         # RFC 9449 §8.1: nonce = 1*NQCHAR; anything else would not survive the header.
         if self.nonce is not None and _NQCHARS.fullmatch(self.nonce):

@@ -308,6 +308,7 @@ class HTTPClient:
         found = url_problem(url, self.allow_http)
         if found is not None:
             raise FetchError(found[0], url=url, detail=f"the URL {found[1]}")
+        shown = without_credentials(url)  # as logged: userinfo and query may be secret
         started = time.perf_counter()
         outcome: JSONResponse | FetchError
         try:
@@ -321,15 +322,15 @@ class HTTPClient:
         except (httpx.InvalidURL, UnicodeError):
             outcome = FetchError("invalid_url")
         except Exception as error:  # validate() raises AuthError only: nothing may escape
-            logger.error("%s %s: unexpected %s (a bug)", method, url, type(error).__name__)
+            logger.error("%s %s: unexpected %s (a bug)", method, shown, type(error).__name__)
             outcome = FetchError("internal_error")
         elapsed = (time.perf_counter() - started) * 1000
         if isinstance(outcome, FetchError):
-            logger.debug("%s %s failed: %s after %.1f ms", method, url, outcome.kind, elapsed)
+            logger.debug("%s %s failed: %s after %.1f ms", method, shown, outcome.kind, elapsed)
             raise FetchError(
                 outcome.kind, url=url, unreachable=outcome.unreachable, detail=outcome.detail
             )
-        logger.debug("%s %s: %d in %.1f ms", method, url, outcome.status_code, elapsed)
+        logger.debug("%s %s: %d in %.1f ms", method, shown, outcome.status_code, elapsed)
         return outcome
 
     async def _exchange(

@@ -62,6 +62,7 @@ from ._keys import MAX_KEYS, KeySet, import_key_set
 from ._shared import SharedCache, number
 from ._singleflight import SingleFlight
 from ._telemetry import LOG_ONLY, Telemetry
+from ._text import without_credentials
 from .events import (
     IssuerBack,
     IssuerUnavailable,
@@ -382,7 +383,7 @@ class RemoteKeySet:
                 issuer=self.issuer,
                 trigger=trigger,
                 result=result,
-                url=url,
+                url=None if url is None else without_credentials(url),  # a signed URL's query
                 duration=time.perf_counter() - clock,
                 keys=keys,
             )
@@ -408,7 +409,7 @@ class RemoteKeySet:
         state = self._state
         self._state = replace(state, failed=True, retry_at=now + self._backoff)
         self._backoff = min(self._backoff * 2, max(self._settings.jwks_cooldown, FIRST_BACKOFF))
-        issuer = self._settings.issuer
+        issuer = self.issuer  # this key set's, of however many issuers
         if state.keys is not None and now < state.stale_until:
             age = now - state.fetched_at
             self._telemetry.emit(

@@ -42,6 +42,9 @@ PATTERN = re.compile(
     # not a header or parameter name that its own rule masks ("Bearer Cookie: ...")
     rf"(?!(?:http_)?(?:{_HEADERS})\b['\"]?(?:\s*[:=]|,)|(?:{_PARAMS})=)"
     r"(?P<token>[A-Za-z0-9\-._~+/]+=*)"
+    # "DPoP <token>" (RFC 9449): a word in prose ("DPoP proof") is no token, so only a
+    # token68 long enough to be a credential; a JWT is masked by its own rule anyway
+    r"|(?P<dpop>\bdpop\s+)(?P<dtoken>[A-Za-z0-9\-._~+/]{16,}=*)"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){2,4})"  # JWS (3 parts), JWE (5)
     rf"|(?P<param>(?<![A-Za-z0-9_])(?:{_PARAMS})=)(?P<pvalue>[^&\s'\"#,;)]+)"
     r"|(?P<apikey>\bosk_[A-Za-z0-9]+_[A-Za-z0-9]+)",
@@ -59,7 +62,7 @@ SENSITIVE_NAME = re.compile(
     rf"(?:{_HEADERS}|{_PARAMS}|secret|credential|cookie)", re.IGNORECASE
 )  # extra fields and dict keys with these names are masked whole
 # Lower-case text without any of these cannot match PATTERN: one plain search spares the regex.
-TRIGGERS = ("authoriz", "cookie", "api_key", "api-key", "apikey", "bearer", "eyj", "token=",
+TRIGGERS = ("authoriz", "cookie", "api_key", "api-key", "apikey", "bearer", "dpop", "eyj", "token=",
             "secret=", "password=", "osk_")  # fmt: skip
 _TRIGGER = re.compile("|".join(map(re.escape, TRIGGERS)))
 # One %-conversion (printf-style, as LogRecord.getMessage applies it); keys without parens.
@@ -86,6 +89,8 @@ def _secret_span(match: re.Match[str]) -> Span | None:
             start, end = scheme.span(2)
     elif match.group("bearer") is not None:
         start, end = match.span("token")
+    elif match.group("dpop") is not None:
+        start, end = match.span("dtoken")
     elif match.group("param") is not None:
         start, end = match.span("pvalue")
     else:

@@ -18,7 +18,7 @@ Theory of operation:
   process. Either way the outage is logged once, and its end.
 - The memory store is bounded. Expired entries go first, in order of expiry; when it is full
   of live ones, the one expiring soonest is dropped to make room, and :attr:`evicted` counts
-  it (the shell logs the first one). A proof dropped that way could be replayed until its own
+  it (the first one is logged at WARNING). A proof dropped that way could be replayed until its own
   expiry: size the store for the peak rate of proofs times the window
   (docs/dpop.md#the-replay-store).
 """
@@ -90,6 +90,13 @@ class MemoryReplayStore:
                 return True
             if len(expiry) >= self.max_entries:
                 del expiry[heapq.heappop(heap)[1]]
+                if not self.evicted:
+                    logger.warning(
+                        "the DPoP replay store is full (%d live proofs): the proof expiring "
+                        "soonest was dropped and could be replayed until it expires; raise "
+                        "dpop_replay_cache_size",
+                        self.max_entries,
+                    )
                 self.evicted += 1
             expiry[key] = expires_at
             heapq.heappush(heap, (expires_at, key))

@@ -128,11 +128,6 @@ class SharedCache:
         self.issuer = issuer
 
     @property
-    def owned(self) -> bool:
-        """Whether the client was made here (from ``redis_url``) and is closed here."""
-        return self._url is not None
-
-    @property
     def available(self) -> bool:
         return self._monotonic() >= self._down_until
 

@@ -38,7 +38,7 @@ from typing import Any, Self, TypeVar, Unpack
 from . import _fork
 from ._arguments import ValidatorOptions, ValidatorOverrides
 from ._claims import required_scopes
-from ._config import DPoPMode
+from ._config import DPoPMode, Settings
 from ._dpop import DPoPRequest, DPoPSettings, Proof
 from ._errors import AuthError, IssuerUnavailableError, Reason, TemporarilyUnavailableError
 from ._health import health_document
@@ -203,7 +203,8 @@ class SyncTokenValidator:
         return configured(cls, source, dict(overrides), TokenValidator)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
+        """The validated settings of the validator inside (read-only)."""
         return self._validator.settings
 
     def __repr__(self) -> str:

@@ -17,9 +17,7 @@ Theory of operation
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -234,10 +232,6 @@ def token_name(token: object) -> str:
     return "-"
 
 
-def elapsed(started: float) -> float:
-    return max(time.perf_counter() - started, 0.0)
-
-
 # --- the built-in logging listener -------------------------------------------------------
 
 
@@ -364,11 +358,3 @@ def instrument_all(factory: Callable[[Telemetry], Sink] | None) -> None:
     for hub in list(_hubs):
         if hub is not LOG_ONLY:
             hub.sink = None if factory is None else factory(hub)
-
-
-def hubs() -> list[Telemetry]:
-    return [hub for hub in list(_hubs) if hub is not LOG_ONLY]
-
-
-def finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None

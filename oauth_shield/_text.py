@@ -15,7 +15,9 @@ from ._errors import ConfigurationError
 #: A configured value is quoted in a message up to this length: enough to recognise it.
 MAX_SHOWN = 120
 
-_USERINFO = re.compile(r"//[^/?#@]*@")
+# Userinfo ends at the last "@": a password may hold "@", "/", "?" or "#" (unencoded, as
+# users write them); masking too much of a URL that is only quoted is the safe error.
+_USERINFO = re.compile(r"//.*@", re.DOTALL)
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 

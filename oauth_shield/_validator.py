@@ -806,8 +806,7 @@ class TokenValidator:
         """The proof's checks (one signature), then the token's local half; any thread."""
         if self.settings.dpop == "disabled":  # as an adapter treats an unknown scheme
             raise MissingTokenError(Reason.OTHER_SCHEME)
-        proofs = dpop.proofs
-        proof_text = single_proof([proofs] if isinstance(proofs, str) else proofs)
+        proof_text = single_proof(dpop.proofs)
         if proof_text is None:
             raise InvalidDPoPProofError(Reason.DPOP_MISSING)
         digest = self._digest(token)
@@ -857,7 +856,7 @@ class TokenValidator:
 
     def _digest(self, token: object) -> bytes:
         """The token's SHA-256, after the checks that need no parsing."""
-        if not isinstance(token, str):
+        if type(token) is not str:  # as _check_local: no str subclass with its own encode()
             raise InvalidTokenError(Reason.MALFORMED_TOKEN)
         if len(token) > self.settings.max_token_size:
             raise InvalidTokenError(Reason.TOKEN_TOO_LARGE)
@@ -935,8 +934,7 @@ class TokenValidator:
 
     async def _remote_first_use(self, proof: Proof) -> None:
         """:meth:`_first_use` for the sync facade, on its loop thread (a shared store)."""
-        if self._closed or self._loop is not asyncio.get_running_loop():
-            await self._enter_loop()
+        await self._bind()
         await self._first_use(proof)
 
     async def _check_remote(self, pending: _Pending, requester: str | None = None) -> AccessToken:

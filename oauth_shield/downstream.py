@@ -36,7 +36,7 @@ import httpx
 from . import _fork
 from ._arguments import ConnectionOptions
 from ._cache import BoundedCache
-from ._config import url_error
+from ._config import shown, url_error
 from ._connection import Connection, connection
 from ._http import url_problem
 from ._introspection import basic_authorization
@@ -193,7 +193,7 @@ class _Grant:
                 code = "no access_token in the answer"
             else:
                 code = getattr(failure, "error", None) or type(failure).__name__
-            raise DownstreamAuthError(f"no token from {self.token_endpoint} ({code})")
+            raise DownstreamAuthError(f"no token from {shown(self.token_endpoint)} ({code})")
         lifetime = token.get("expires_in")
         lifetime = (
             float(lifetime)
@@ -370,7 +370,7 @@ class ClientCredentialsAuth(_BearerAuth):
         self._cache = _Tokens()
 
     def __repr__(self) -> str:
-        return f"ClientCredentialsAuth(token_endpoint={self._grant.token_endpoint!r})"
+        return f"ClientCredentialsAuth(token_endpoint={shown(self._grant.token_endpoint)})"
 
     def _tokens(self) -> _Tokens:
         return self._cache
@@ -432,7 +432,7 @@ class TokenExchanger:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"TokenExchanger(token_endpoint={self._grant.token_endpoint!r})"
+        return f"TokenExchanger(token_endpoint={shown(self._grant.token_endpoint)})"
 
     def auth(self, subject_token: str | Secret) -> TokenExchangeAuth:
         """An ``httpx.Auth`` sending, for the caller whose token this is, an exchanged token."""

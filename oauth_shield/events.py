@@ -15,9 +15,9 @@ A listener is any callable taking one :class:`Event`. Register it on one validat
 Events are frozen dataclasses, one class per kind (``event.kind`` names it in snake case, the
 name the metrics and docs/operations.md use). They are secret-free by construction: a token
 appears only as its 8-hex-digit fingerprint (the one in the log lines and in
-``AccessToken.fingerprint``), never as bytes; URLs, failure kinds and the configured issuer
-are configuration, not secrets. ``kids`` come from the issuer's key set, cut to printable
-ASCII.
+``AccessToken.fingerprint``), never as bytes; URLs come without userinfo and query (a
+signed URL's query is a secret); failure kinds and the configured issuer are configuration.
+``kids`` come from the issuer's key set, cut to printable ASCII.
 
 Delivery is synchronous, in the thread that saw it happen (a request's thread under the sync
 facade, the event loop otherwise), in registration order: keep listeners short and

@@ -37,7 +37,7 @@ from ._secret import Secret
 
 __all__ = ["RedactedError", "RedactingFilter", "StructlogRedactor", "install", "uninstall"]
 
-#: The loggers install() attaches to (their handlers and themselves), besides the root logger.
+#: The loggers to whose handlers install() attaches the filter, besides the root logger's.
 SERVER_LOGGERS = (
     "uvicorn", "uvicorn.error", "uvicorn.access", "hypercorn", "hypercorn.error",
     "hypercorn.access", "werkzeug", "gunicorn", "gunicorn.error", "gunicorn.access",

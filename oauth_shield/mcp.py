@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 try:
@@ -141,12 +142,7 @@ class MCPShield:
         advertised = {*self._described.scopes_supported, *self.scopes}
         for needed in tools.values():
             advertised |= needed
-        resource = ProtectedResource(
-            **{
-                **_fields(self._described),
-                "scopes_supported": sorted(advertised),
-            }
-        )
+        resource = replace(self._described, scopes_supported=sorted(advertised))
         bridge = _Bridge(app, uri, self.scopes, tools)
         middleware = BearerAuthMiddleware(
             bridge,
@@ -159,21 +155,6 @@ class MCPShield:
         )
         bridge.refuse = middleware.guard.refusal
         return middleware
-
-
-def _fields(resource: ProtectedResource) -> dict[str, Any]:
-    names = (
-        "resource",
-        "authorization_servers",
-        "bearer_methods_supported",
-        "resource_name",
-        "resource_documentation",
-        "challenge_scope",
-        "max_age",
-        "dpop_signing_alg_values_supported",
-        "dpop_bound_access_tokens_required",
-    )
-    return {name: getattr(resource, name) for name in names}
 
 
 class _Bridge:
@@ -235,7 +216,7 @@ class _Bridge:
             return None, replay
         try:
             body = json.loads(b"".join(m.get("body", b"") for m in buffered))
-        except ValueError:
+        except (ValueError, RecursionError):  # "[" * 50_000 is under the cap, and too deep
             return None, replay
         needed: set[str] = set()
         for message in body if isinstance(body, list) else [body]:

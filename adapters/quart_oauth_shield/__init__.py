@@ -123,7 +123,7 @@ async def _presented(req: Request, guard: Guard) -> RequestCredentials:
     body = ""
     if should_scan_form(req.method, headers.get):
         body = cast(str, await req.get_data(as_text=True))
-    # Where DPoP is off, its headers are not read (see Guard.credentials): no lookup.
+    # Where DPoP is off, the guard ignores DPoP headers: not even looked up.
     proofs = headers.getlist("DPoP") if guard.dpop != "disabled" else []
     return RequestCredentials(
         authorization=headers.getlist("Authorization"),

@@ -541,3 +541,20 @@ def test_a_requester_gets_its_share_of_the_rate_and_burst(
         introspection_requester_share=share,
     )
     assert settings.requester_rate == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://default:p@ssw0rd@redis:6379/0",  # an "@" in the password
+        "redis://default:pa/ssw0rd@redis:6379/0",  # a "/" in it
+        "redis://default:pa#ssw0rd@redis:6379/0",  # a "#" in it
+        "redis://:pa?ssw0rd@redis:6379/0",  # a "?" in it
+    ],
+)
+def test_a_quoted_url_never_shows_a_password_whatever_it_holds(url: str) -> None:
+    from oauth_shield._text import shown, without_credentials
+
+    for said in (without_credentials(url), shown(url)):
+        assert "ssw0rd" not in said and "default" not in said
+        assert "redis" in said  # still says what was given

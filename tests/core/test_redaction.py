@@ -39,6 +39,8 @@ def redacting() -> RedactingFilter:
         (f"Authorization: Bearer {JWT}", "Authorization: Bearer [redacted:", JWT),
         (f"authorization: bearer {OPAQUE}", "bearer [redacted:", OPAQUE),
         (f"doubled: Bearer Bearer {OPAQUE}", "Bearer Bearer [redacted:", OPAQUE),
+        (f"sent DPoP {OPAQUE} upstream", "sent DPoP [redacted:", OPAQUE),  # RFC 9449's scheme
+        ("the DPoP proof and the DPoP-Nonce header", "the DPoP proof and the DPoP-Nonce", None),
         (f"Bearer Cookie: sid={OPAQUE}; x=1", "Bearer Cookie: [redacted:", OPAQUE),
         (f"Bearer access_token={OPAQUE}&x=1", "Bearer access_token=[redacted:", OPAQUE),
         (

@@ -242,3 +242,18 @@ def test_a_stopped_provider_is_503_with_retry_after_not_401(sdk: str) -> None:
     assert int(response.headers["retry-after"]) >= 1
     assert challenge(response)["error"] == "temporarily_unavailable"
     assert challenge(response)["resource_metadata"] == metadata_url(url)
+
+
+@pytest.mark.parametrize("sdk", list(SDKS))
+def test_a_body_nested_too_deep_to_read_is_400_not_500(as_provider: OIDCProvider, sdk: str) -> None:
+    """The tool-scope check reads the JSON-RPC body: one nested past Python's recursion limit
+    (50,000 ``[``, under the body cap) is a request it cannot read, not a server error."""
+    with serve_mcp(sdk, as_provider) as url, httpx.Client() as client:
+        token = as_provider.token("client-rs256", resource=url, scope="read")
+        response = client.post(
+            url,
+            content=b"[" * 50_000,
+            headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 400
+    assert challenge(response)["error"] == "invalid_request"

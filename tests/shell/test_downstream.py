@@ -174,6 +174,27 @@ def test_a_failed_grant_raises_without_secrets(
     assert api.seen == []  # the downstream call was never made without a token
 
 
+def test_a_token_endpoints_query_is_never_shown(api: Downstream) -> None:
+    """Some gateways sign the token endpoint's URL (``?sig=...``): a secret, as in any URL."""
+
+    def no_token(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"token_type": "Bearer"})
+
+    auth = ClientCredentialsAuth(
+        token_endpoint="https://issuer.test/token?sig=URL-SIGNATURE",
+        client_id="service",
+        client_secret=SECRET,
+        transport=httpx.MockTransport(no_token),
+    )
+    with (
+        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        pytest.raises(DownstreamAuthError) as caught,
+    ):
+        client.get("https://orders.test/x")
+    said = f"{caught.value} {caught.value!r} {auth!r}"
+    assert "URL-SIGNATURE" not in said and "https://issuer.test/token" in said
+
+
 def test_a_token_answer_without_a_token_says_so(api: Downstream) -> None:
     def no_token(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"token_type": "Bearer"})

@@ -51,13 +51,16 @@ def test_a_full_store_drops_the_entry_expiring_soonest() -> None:
         assert not store.check(key, NOW + 40, NOW)
 
 
-def test_the_store_stays_bounded_under_a_flood() -> None:
+def test_the_store_stays_bounded_under_a_flood(caplog: pytest.LogCaptureFixture) -> None:
     store = MemoryReplayStore(100)
     for index in range(10_000):
         store.check(index.to_bytes(4, "big"), NOW + 60 + index % 7, NOW)
     assert len(store) == 100
     assert len(store._heap) == 100  # one heap entry per key, always
     assert store.evicted == 10_000 - 100
+    full = [r for r in caplog.records if "replay store is full" in r.getMessage()]
+    assert len(full) == 1 and full[0].levelname == "WARNING"  # the first eviction, once
+    assert "dpop_replay_cache_size" in full[0].getMessage()
 
 
 def test_defaults_and_configuration() -> None:

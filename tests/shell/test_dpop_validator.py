@@ -363,3 +363,24 @@ def test_the_sync_facade_with_the_replay_store_in_redis(
     finally:
         for validator in made:
             validator.close()
+
+
+@pytest.mark.parametrize("proofs", [None, [None], [42], [b"bytes"], ["ok", None], 42, (None,)])
+async def test_proofs_of_the_wrong_type_are_refused_not_raised(
+    allowed: TokenValidator,
+    issuer: LocalIssuer,
+    clock: FrozenClock,
+    dpop_key: DPoPKey,
+    proofs: Any,
+) -> None:
+    """An adapter that passes ``headers.get("DPoP")`` (``None``) or raw header bytes gets a
+    refusal, as for any other request it could not make sense of."""
+    token = issuer.dpop_token(dpop_key)
+    with pytest.raises((InvalidDPoPProofError, MissingTokenError)):
+        await allowed.validate(token, dpop=DPoPRequest(proofs, "GET", URL))
+    facade = SyncTokenValidator(
+        issuer=issuer.issuer, audience=issuer.audience, dpop="allowed",
+        transport=issuer.transport(), clock=clock,
+    )  # fmt: skip
+    with facade, pytest.raises((InvalidDPoPProofError, MissingTokenError)):
+        facade.validate(token, dpop=DPoPRequest(proofs, "GET", URL))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -234,3 +235,32 @@ async def test_a_form_post_is_form_encoded_with_extra_headers() -> None:
     assert seen[0].headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert seen[0].headers["Authorization"] == "Basic eDp5"
     assert seen[0].headers["Accept-Encoding"] == "identity"
+
+
+async def test_no_log_line_or_event_carries_a_urls_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A key set URL may be signed (``?sig=...``): its query is a secret wherever it goes."""
+    from oauth_shield import IssuerUnavailableError, TokenValidator, events
+    from oauth_shield.testing import LocalIssuer
+
+    issuer = LocalIssuer()
+    signed = f"{issuer.issuer}/jwks?sig=SIGNATURE-SECRET"
+    told: list[events.Event] = []
+    caplog.set_level(logging.DEBUG, logger="oauth_shield")
+    validator = TokenValidator(
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        jwks_uri=signed,
+        transport=issuer.transport(),
+    )
+    validator.subscribe(told.append)
+    await validator.validate(issuer.token())  # a fetch that works
+    await validator.check()
+    issuer.fault = lambda request: httpx.Response(500)
+    with pytest.raises(IssuerUnavailableError):
+        await validator.check()  # and one that fails
+    await validator.aclose()
+    assert told and caplog.records
+    said = repr(told) + "\n".join(record.getMessage() for record in caplog.records)
+    assert "SIGNATURE-SECRET" not in said

@@ -14,7 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from oauth_shield import ConfigurationError, InvalidTokenError, Reason, TokenValidator
+from oauth_shield import (
+    ConfigurationError,
+    InvalidTokenError,
+    Reason,
+    TemporarilyUnavailableError,
+    TokenValidator,
+)
 from oauth_shield.asgi import BearerAuthMiddleware
 from oauth_shield.testing import LocalIssuer, SigningKey
 from tests.conftest import AUDIENCE, FrozenClock, ValidatorFactory, refused
@@ -386,3 +392,18 @@ async def test_health_reports_every_key_set_and_fails_only_when_none_serves(
             break
         await asyncio.sleep(0.01)
     assert (await both_down.health())["status"] == "failing"  # no token can be checked
+
+
+async def test_an_outage_event_names_the_issuer_whose_key_set_failed(
+    several: ValidatorFactory, issuers: dict[str, LocalIssuer]
+) -> None:
+    from oauth_shield import events
+
+    validator = several()
+    told: list[events.Event] = []
+    validator.subscribe(told.append)
+    issuers[B].fault = lambda request: httpx.Response(500)
+    with pytest.raises(TemporarilyUnavailableError):
+        await validator.validate(issuers[B].token())
+    outages = [event for event in told if isinstance(event, events.IssuerUnavailable)]
+    assert outages and {event.issuer for event in outages} == {B}  # not the first one, A
