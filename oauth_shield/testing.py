@@ -416,16 +416,18 @@ def serve_asgi(
     sock: socket.socket | None = None,
     lifespan: Literal["auto", "on", "off"] = "auto",
     log_level: str = "warning",
+    **options: Any,
 ) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread; yields its base URL.
 
     uvicorn's own logging set-up is skipped (``log_config=None``): a test server must not
-    replace the handlers of the process it runs in.
+    replace the handlers of the process it runs in. ``options`` go to ``uvicorn.Config``
+    (``http="httptools"``, ``root_path="/api"``).
     """
     import uvicorn
 
     sock = sock or loopback_socket()
-    config = uvicorn.Config(app, log_level=log_level, lifespan=lifespan, log_config=None)
+    config = uvicorn.Config(app, log_level=log_level, lifespan=lifespan, log_config=None, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -25,23 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @contextlib.contextmanager
 def uvicorn_server(app: Any, *, http: str = "h11", root_path: str = "") -> Iterator[str]:
     """``app`` under uvicorn in a thread, with the given HTTP parser and ``--root-path``."""
-    import uvicorn
-
-    sock = loopback_socket()
-    config = uvicorn.Config(
-        app, http=http, root_path=root_path, log_config=None, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+    with serve_asgi(app, lifespan="on", http=http, root_path=root_path) as url:
+        yield url
 
 
 @contextlib.contextmanager
